@@ -1,0 +1,1 @@
+"""Local stand-ins for the services the function app talks to in Azure."""
