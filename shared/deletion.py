@@ -1,0 +1,222 @@
+"""Deleting a set of indicators and settling every ID.
+
+BatchDelete is all-or-nothing in its answer: one missing ID fails the call
+with 404, one indicator outside the app's device groups fails it with 403,
+and Defender does not say whether the other IDs went. Settling therefore
+never trusts a failed call either way:
+
+- 404: a fresh listing of the tenant (List has its own budget and returns up
+  to 10,000 indicators a call) tells which IDs are gone; those are reported
+  `notFound`, the rest are sent again. If Defender did delete the found IDs of
+  the failed call, they are gone too and are reported `notFound` rather than
+  `deleted`, because no 204 confirmed them.
+- 403: the batch is split in halves, ordered by device group so forbidden IDs
+  cluster, until each forbidden ID stands alone.
+
+Requests of more than one batch start with a listing, so IDs that no longer
+exist are settled without spending BatchDelete calls on failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .defender import DefenderClient
+from .errors import BatchDeleteError, DefenderError
+from .ids import MAX_IDS_PER_BATCH, chunk_ids
+from .report import BatchOutcome, DeletionReport, Failure
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "BatchDeleter",
+    "TenantListing",
+    "settle_batch",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 4
+_NOT_FOUND = 404
+_FORBIDDEN = 403
+
+ProgressCallback = Callable[[BatchOutcome], None]
+
+
+class TenantListing:
+    """The IDs present in the tenant, re-read only when a caller needs newer.
+
+    Concurrent callers that need a listing newer than the same moment share
+    one List pass instead of each paying for their own.
+    """
+
+    def __init__(self, client: DefenderClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._taken_at = float("-inf")
+        self._groups: dict[int, tuple[str, ...]] = {}
+
+    def present(self, *, newer_than: float) -> dict[int, tuple[str, ...]]:
+        """Present IDs with their device groups, listed after `newer_than`."""
+        with self._lock:
+            if self._taken_at < newer_than:
+                started = time.monotonic()
+                self._groups = _list_groups(self._client.list_indicators())
+                self._taken_at = started
+                logger.info("listed %d indicators in the tenant", len(self._groups))
+            return self._groups
+
+
+class BatchDeleter:
+    """Deletes IDs in batches of at most 500 and settles each one."""
+
+    def __init__(
+        self,
+        client: DefenderClient,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        batch_size: int = MAX_IDS_PER_BATCH,
+    ) -> None:
+        self._client = client
+        self._concurrency = concurrency
+        self._batch_size = batch_size
+
+    def run(
+        self,
+        ids: Sequence[int],
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> DeletionReport:
+        """Delete `ids` (already validated and folded) and report each one."""
+        listing = TenantListing(self._client)
+        total = BatchOutcome()
+        to_send = list(ids)
+        if len(ids) > self._batch_size:
+            to_send = self._drop_absent(ids, listing, total)
+
+        lock = threading.Lock()
+
+        def settle(batch: list[int]) -> None:
+            outcome = settle_batch(self._client, batch, listing)
+            with lock:
+                total.merge(outcome)
+                if on_progress:
+                    on_progress(outcome)
+
+        with ThreadPoolExecutor(self._concurrency, "batch-delete") as pool:
+            list(pool.map(settle, chunk_ids(to_send, self._batch_size)))
+        return DeletionReport.of(ids, total)
+
+    def _drop_absent(
+        self, ids: Sequence[int], listing: TenantListing, total: BatchOutcome
+    ) -> list[int]:
+        try:
+            present = listing.present(newer_than=time.monotonic())
+        except BatchDeleteError as exc:
+            # Without a listing every batch is still settled, only less cheaply.
+            logger.warning("could not list the tenant first: %s", exc)
+            return list(ids)
+        absent = [i for i in ids if i not in present]
+        total.not_found.extend(absent)
+        if absent:
+            logger.info("%d requested IDs are not in the tenant", len(absent))
+        return [i for i in ids if i in present]
+
+
+def settle_batch(
+    client: DefenderClient, batch: Sequence[int], listing: TenantListing
+) -> BatchOutcome:
+    """Send one batch and repair 404 and 403 answers until every ID settles."""
+    outcome = BatchOutcome()
+    parts: list[list[int]] = [list(batch)]
+    while parts:
+        part = parts.pop()
+        sent_at = time.monotonic()
+        try:
+            client.batch_delete(part)
+        except DefenderError as exc:
+            parts.extend(_repair(exc, part, sent_at, listing, outcome))
+        except BatchDeleteError as exc:
+            outcome.failed.extend(Failure.from_error(i, exc) for i in part)
+        else:
+            outcome.deleted.extend(part)
+    return outcome
+
+
+def _repair(
+    error: DefenderError,
+    part: list[int],
+    sent_at: float,
+    listing: TenantListing,
+    outcome: BatchOutcome,
+) -> list[list[int]]:
+    """Record what a failed call settled; return the parts to send again."""
+    if error.status == _NOT_FOUND:
+        return _repair_not_found(error, part, sent_at, listing, outcome)
+    if error.status == _FORBIDDEN:
+        if len(part) == 1:
+            outcome.forbidden.append(Failure.from_error(part[0], error))
+            return []
+        return _halves(part, _groups_or_empty(listing))
+    outcome.failed.extend(Failure.from_error(i, error) for i in part)
+    return []
+
+
+def _repair_not_found(
+    error: DefenderError,
+    part: list[int],
+    sent_at: float,
+    listing: TenantListing,
+    outcome: BatchOutcome,
+) -> list[list[int]]:
+    if len(part) == 1:
+        outcome.not_found.append(part[0])
+        return []
+    try:
+        present = listing.present(newer_than=sent_at)
+    except BatchDeleteError as exc:
+        logger.warning("listing for a 404 batch failed, splitting instead: %s", exc)
+        return _halves(part, {})
+    gone = [i for i in part if i not in present]
+    still_there = [i for i in part if i in present]
+    outcome.not_found.extend(gone)
+    if not gone:
+        # The listing disagrees with the 404 (it may lag): split and let
+        # Defender's own answers settle the IDs.
+        return _halves(part, present)
+    logger.info(
+        "404 batch of %d: %d gone, %d sent again (target=%s)",
+        len(part),
+        len(gone),
+        len(still_there),
+        error.target,
+    )
+    return [still_there] if still_there else []
+
+
+def _halves(part: list[int], groups: dict[int, tuple[str, ...]]) -> list[list[int]]:
+    ordered = sorted(part, key=lambda i: (groups.get(i, ()), i))
+    middle = len(ordered) // 2
+    return [ordered[:middle], ordered[middle:]]
+
+
+def _groups_or_empty(listing: TenantListing) -> dict[int, tuple[str, ...]]:
+    try:
+        return listing.present(newer_than=float("-inf"))
+    except BatchDeleteError:
+        return {}
+
+
+def _list_groups(rows: Iterable[dict[str, Any]]) -> dict[int, tuple[str, ...]]:
+    groups: dict[int, tuple[str, ...]] = {}
+    for row in rows:
+        try:
+            indicator_id = int(row["id"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        groups[indicator_id] = tuple(sorted(row.get("rbacGroupIds") or ()))
+    return groups
