@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.service import handle_http
+from shared.service import HttpCall, handle_http
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    response = handle_http(
-        req.method.upper(),
-        req.route_params.get("jobId"),
-        req.headers.get("Content-Type"),
-        req.get_body(),
+    call = HttpCall(
+        method=req.method.upper(),
+        url=req.url,
+        job_id=req.route_params.get("jobId") or None,
+        headers={k.lower(): v for k, v in req.headers.items()},
+        params=dict(req.params),
+        body=req.get_body(),
     )
+    response = handle_http(call)
     return func.HttpResponse(
         response.body_bytes(),
         status_code=response.status,

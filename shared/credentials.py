@@ -33,6 +33,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SECRET_CACHE_S = 300.0
+# azure-core retries ten times by default; a vault that is down should
+# surface within seconds so the job can be retried later instead.
+_VAULT_RETRIES = 3
 # Entra ID's codes for a client secret that is wrong or expired: the only
 # failures that a re-read of the secret can cure.
 _REJECTED_SECRET_CODES = ("AADSTS7000215", "AADSTS7000222", "invalid_client")
@@ -97,7 +100,11 @@ class SecretSource:
 
     def _default_client(self) -> SecretClient:
         assert self._settings.key_vault_url is not None
-        return SecretClient(self._settings.key_vault_url, DefaultAzureCredential())
+        return SecretClient(
+            self._settings.key_vault_url,
+            DefaultAzureCredential(),
+            retry_total=_VAULT_RETRIES,
+        )
 
 
 CredentialFactory = Callable[[Settings, str], TokenCredential]

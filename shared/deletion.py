@@ -64,7 +64,7 @@ class TenantListing:
         """Present IDs with their device groups, listed after `newer_than`."""
         with self._lock:
             if self._taken_at < newer_than:
-                started = time.monotonic()
+                started = time.time()
                 self._groups = _list_groups(self._client.list_indicators())
                 self._taken_at = started
                 logger.info("listed %d indicators in the tenant", len(self._groups))
@@ -115,7 +115,7 @@ class BatchDeleter:
         self, ids: Sequence[int], listing: TenantListing, total: BatchOutcome
     ) -> list[int]:
         try:
-            present = listing.present(newer_than=time.monotonic())
+            present = listing.present(newer_than=time.time())
         except BatchDeleteError as exc:
             # Without a listing every batch is still settled, only less cheaply.
             logger.warning("could not list the tenant first: %s", exc)
@@ -135,7 +135,7 @@ def settle_batch(
     parts: list[list[int]] = [list(batch)]
     while parts:
         part = parts.pop()
-        sent_at = time.monotonic()
+        sent_at = time.time()
         try:
             client.batch_delete(part)
         except DefenderError as exc:

@@ -6,6 +6,7 @@
     ├── SettingsError          one or more app settings are missing or malformed
     ├── RequestError           a caller's request is unusable (HTTP 400/413/415)
     ├── CredentialError        the client secret or a token could not be had
+    ├── StorageError           Table Storage could not be read or written
     └── DefenderError          Defender answered with an error, or not at all
         ├── DefenderUnavailable    connection failures and 5xx after retries
         └── DefenderThrottled      429 after the retry budget was spent
@@ -26,6 +27,7 @@ __all__ = [
     "Problem",
     "RequestError",
     "SettingsError",
+    "StorageError",
 ]
 
 
@@ -76,6 +78,10 @@ class RequestError(BatchDeleteError):
 
 class CredentialError(BatchDeleteError):
     """The client secret could not be read or the token endpoint refused it."""
+
+
+class StorageError(BatchDeleteError):
+    """Table Storage, where jobs and the shared budget live, failed us."""
 
 
 class DefenderError(BatchDeleteError):

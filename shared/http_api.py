@@ -31,7 +31,7 @@ __all__ = [
 MAX_BODY_BYTES = 1_048_576
 MAX_TEXT_FIELD_CHARS = 1_000
 _JSON_TYPES = ("application/json", "text/json")
-_TEXT_FIELDS = ("reason", "requestedBy")
+_TEXT_FIELDS = ("reason", "requestedBy", "requestId")
 _ID_FIELD = "IndicatorIds"
 
 
@@ -42,6 +42,7 @@ class DeleteRequest:
     ids: list[int]
     reason: str | None = None
     requested_by: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def parse_delete_request(content_type: str | None, body: bytes) -> DeleteRequest
         raise RequestError(_first(problems), problems=problems)
 
     ids = parse_indicator_ids(document[_ID_FIELD], field=_ID_FIELD)
-    return DeleteRequest(ids, texts["reason"], texts["requestedBy"])
+    return DeleteRequest(ids, texts["reason"], texts["requestedBy"], texts["requestId"])
 
 
 def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:

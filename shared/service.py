@@ -1,28 +1,60 @@
-"""Wiring: one set of long-lived clients per configuration, and the
-request handling both functions share.
+"""Wiring and request handling shared by both functions.
+
+One `Service` per configuration and process holds the long-lived clients. A
+POST stores a durable job, then works on it for up to `SYNC_WAIT_SECONDS`:
+a job finished by then is answered 200 with its report, otherwise 202 with a
+status URL that a plain GET can poll. Polls and timer ticks carry on the
+work, so progress never depends on one instance staying alive.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .credentials import DefenderTokenProvider, SecretSource
 from .defender import API_BATCH_DELETE, API_LIST, DefenderClient
-from .deletion import BatchDeleter
-from .errors import RequestError, SettingsError
+from .errors import RequestError, SettingsError, StorageError
 from .http_api import ApiResponse, error_response, json_response, parse_delete_request
-from .pacing import InProcessBudget
+from .jobs import Job, JobStore
 from .settings import Settings
+from .status import job_summary, status_document
+from .storage import open_state_table
+from .table_budget import TableBudget
+from .worker import Worker
 
-__all__ = ["Service", "get_service", "handle_http", "handle_timer"]
+__all__ = ["HttpCall", "Service", "get_service", "handle_http", "handle_timer"]
 
 logger = logging.getLogger(__name__)
 
+# How long a status poll works on the job before answering, and how soon the
+# caller is told to poll again.
+POLL_WORK_S = 5.0
+RETRY_AFTER_S = 5
+TIMER_WORK_S = 240.0
+RECENT_JOBS = 50
+_WAIT_STEP_S = 0.25
+_IDEMPOTENCY_HEADER = "idempotency-key"
+_KEY_HEADER = "x-functions-key"
+
 _services: dict[Settings, Service] = {}
 _services_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """What the HTTP function received, free of the Functions types."""
+
+    method: str
+    url: str
+    job_id: str | None
+    headers: Mapping[str, str]
+    params: Mapping[str, str]
+    body: bytes = field(repr=False)
 
 
 @dataclass
@@ -31,20 +63,41 @@ class Service:
 
     settings: Settings
     client: DefenderClient
-    deleter: BatchDeleter
+    store: JobStore
+    worker: Worker
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
-        secrets = SecretSource(settings)
-        tokens = DefenderTokenProvider(settings, secrets)
-        budget = InProcessBudget(
+        table = open_state_table(settings)
+        partition = settings.tenant_id.lower()
+        budget = TableBudget(
+            table,
+            partition,
             {
                 API_BATCH_DELETE: settings.batch_delete_limits,
                 API_LIST: settings.list_limits,
-            }
+            },
         )
+        tokens = DefenderTokenProvider(settings, SecretSource(settings))
         client = DefenderClient(settings.api_url, tokens, budget)
-        return cls(settings, client, BatchDeleter(client))
+        store = JobStore(table, partition)
+        worker = Worker(store, client, budget, linger_s=settings.linger_s)
+        return cls(settings, client, store, worker)
+
+    def work_on(self, job: Job, seconds: float) -> Job:
+        """Drain pending work until `job` finishes or time runs out."""
+        deadline = time.time() + seconds
+        current = job
+        while not current.finished and time.time() < deadline:
+            self.worker.drain(deadline=deadline, done=lambda: self._finished(job.id))
+            current = self.store.get(job.id) or current
+            if not current.finished:
+                time.sleep(_WAIT_STEP_S)
+        return current
+
+    def _finished(self, job_id: str) -> bool:
+        job = self.store.get(job_id)
+        return job is None or job.finished
 
 
 def get_service(environ: Mapping[str, str] | None = None) -> Service:
@@ -58,64 +111,100 @@ def get_service(environ: Mapping[str, str] | None = None) -> Service:
 
 
 def handle_http(
-    method: str,
-    job_id: str | None,
-    content_type: str | None,
-    body: bytes,
-    *,
-    environ: Mapping[str, str] | None = None,
+    call: HttpCall, *, environ: Mapping[str, str] | None = None
 ) -> ApiResponse:
-    """Answer one call of the HTTP function."""
+    """Answer one call of the HTTP function; never raises."""
     try:
         service = get_service(environ)
+        return _route(service, call)
+    except RequestError as exc:
+        return error_response(exc)
     except SettingsError as exc:
         logger.error("the app is misconfigured: %s", exc)
-        return json_response(
-            500, {"error": {"code": "Misconfigured", "message": str(exc)}}
+        return _failure(500, "Misconfigured", str(exc))
+    except StorageError as exc:
+        logger.error("state storage failed: %s", exc)
+        return _failure(
+            503,
+            "StorageUnavailable",
+            "job state storage is unavailable; nothing was started, retry later",
         )
-    if method == "POST" and not job_id:
-        return _delete(service, content_type, body)
-    if method == "GET" and job_id:
-        return error_response(RequestError(f"no job {job_id!r}", status=404))
-    return error_response(RequestError(f"{method} is not supported here", status=405))
 
 
-def _delete(service: Service, content_type: str | None, body: bytes) -> ApiResponse:
-    try:
-        request = parse_delete_request(content_type, body)
-    except RequestError as exc:
-        logger.info("rejected a delete request: %s", exc.message)
-        return error_response(exc)
+def handle_timer(*, past_due: bool, environ: Mapping[str, str] | None = None) -> None:
+    """One tick of the timer: resume whatever work is pending."""
+    service = get_service(environ)
+    if past_due:
+        logger.warning("the timer is running late")
+    sent = service.worker.drain(deadline=time.time() + TIMER_WORK_S)
+    logger.info("timer tick: %d batches sent", sent)
 
+
+def _route(service: Service, call: HttpCall) -> ApiResponse:
+    if call.method == "POST" and not call.job_id:
+        return _start(service, call)
+    if call.method == "GET" and call.job_id:
+        return _status(service, call)
+    if call.method == "GET":
+        jobs = service.store.recent_jobs(RECENT_JOBS)
+        return json_response(200, {"jobs": [job_summary(j) for j in jobs]})
+    raise RequestError(f"{call.method} is not supported here", status=405)
+
+
+def _start(service: Service, call: HttpCall) -> ApiResponse:
+    request = parse_delete_request(call.headers.get("content-type"), call.body)
+    key = call.headers.get(_IDEMPOTENCY_HEADER) or request.request_id
+    job, created = service.store.create(
+        request.ids,
+        requested_by=request.requested_by,
+        reason=request.reason,
+        idempotency_key=key,
+    )
     logger.info(
-        "deleting %d indicators (requestedBy=%r, reason=%r)",
+        "job %s %s: %d IDs, requestedBy=%r, reason=%r",
+        job.id,
+        "created" if created else "found by its idempotency key",
         len(request.ids),
         request.requested_by,
         request.reason,
     )
-    report = service.deleter.run(request.ids)
-    report.extra.update(
-        {
-            "status": "Completed" if report.complete else "CompletedWithFailures",
-            "requestedBy": request.requested_by,
-            "reason": request.reason,
-        }
-    )
-    counts = report.to_dict()["counts"]
-    logger.info("delete request finished: %s", counts)
-    return json_response(200, report.to_dict())
+    job = service.work_on(job, service.settings.sync_wait_s)
+    return _job_response(service, job, call)
 
 
-def handle_timer(*, past_due: bool, environ: Mapping[str, str] | None = None) -> None:
-    """Run one tick of the timer function."""
-    try:
-        service = get_service(environ)
-    except SettingsError as exc:
-        logger.error("the app is misconfigured: %s", exc)
-        raise
-    if past_due:
-        logger.warning("the timer is running late")
-    logger.info(
-        "timer tick for tenant %s: no pending deletion work to resume",
-        service.settings.tenant_id,
-    )
+def _status(service: Service, call: HttpCall) -> ApiResponse:
+    assert call.job_id is not None
+    job = service.store.get(call.job_id) if _plausible_id(call.job_id) else None
+    if job is None:
+        raise RequestError(f"there is no job {call.job_id!r}", status=404)
+    if not job.finished:
+        job = service.work_on(job, POLL_WORK_S)
+    return _job_response(service, job, call)
+
+
+def _job_response(service: Service, job: Job, call: HttpCall) -> ApiResponse:
+    url = _status_url(call, job.id)
+    document = status_document(job, service.store.pieces_of(job), url)
+    if job.finished:
+        return json_response(200, document)
+    headers = {"Location": url, "Retry-After": str(RETRY_AFTER_S)}
+    return json_response(202, document, headers)
+
+
+def _status_url(call: HttpCall, job_id: str) -> str:
+    """The job's status URL, carrying the caller's function key like
+    Durable Functions' status URLs so that a plain GET can poll it."""
+    base = call.url.split("?", 1)[0].rstrip("/")
+    if call.job_id:
+        base = base[: -len(call.job_id)].rstrip("/")
+    key = call.params.get("code") or call.headers.get(_KEY_HEADER)
+    return f"{base}/{job_id}" + (f"?code={key}" if key else "")
+
+
+def _plausible_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
+
+
+def _failure(status: int, code: str, message: str) -> ApiResponse:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    return json_response(status, body)

@@ -20,8 +20,10 @@ from .errors import SettingsError
 __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_BATCH_DELETE_LIMITS",
+    "DEFAULT_LINGER_S",
     "DEFAULT_LIST_LIMITS",
     "DEFAULT_SECRET_NAME",
+    "DEFAULT_SYNC_WAIT_S",
     "DEFAULT_TOKEN_SCOPE",
     "RateLimit",
     "Settings",
@@ -36,6 +38,10 @@ DEFAULT_TOKEN_SCOPE = "https://api.securitycenter.microsoft.com/.default"
 DEFAULT_SECRET_NAME = "defender-client-secret"
 DEFAULT_BATCH_DELETE_LIMITS = "30/60s,1500/3600s"
 DEFAULT_LIST_LIMITS = "100/60s,1500/3600s"
+DEFAULT_SYNC_WAIT_S = 20.0
+DEFAULT_LINGER_S = 1.0
+_MAX_SYNC_WAIT_S = 200.0
+_MAX_LINGER_S = 60.0
 
 # Authority hosts that Entra ID's instance discovery knows. Any other host is
 # a private or sovereign endpoint where discovery would fail, so it is off.
@@ -107,6 +113,8 @@ class Settings:
     table_service_uri: str | None
     batch_delete_limits: tuple[RateLimit, ...]
     list_limits: tuple[RateLimit, ...]
+    sync_wait_s: float = DEFAULT_SYNC_WAIT_S
+    linger_s: float = DEFAULT_LINGER_S
 
     @property
     def disable_instance_discovery(self) -> bool:
@@ -143,6 +151,12 @@ class Settings:
                 "BATCH_DELETE_RATE_LIMITS", DEFAULT_BATCH_DELETE_LIMITS
             ),
             list_limits=reader.limits("LIST_RATE_LIMITS", DEFAULT_LIST_LIMITS),
+            sync_wait_s=reader.seconds(
+                "SYNC_WAIT_SECONDS", DEFAULT_SYNC_WAIT_S, _MAX_SYNC_WAIT_S
+            ),
+            linger_s=reader.seconds(
+                "BATCH_LINGER_SECONDS", DEFAULT_LINGER_S, _MAX_LINGER_S
+            ),
         )
         reader.check_secret_source(settings)
         reader.check_storage(settings)
@@ -182,6 +196,19 @@ class _Reader:
         except ValueError as exc:
             self.problems.append(f"{name}: {exc}")
             return parse_rate_limits(default)
+
+    def seconds(self, name: str, default: float, maximum: float) -> float:
+        text = self._value(name)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= maximum:
+            self.problems.append(f"{name} must be seconds from 0 to {maximum:g}")
+            return default
+        return value
 
     def _checked(
         self, name: str, value: str, check: Callable[[str], str | None]

@@ -1,0 +1,44 @@
+"""A job's status document, shaped like Durable Functions' status response."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .jobs import Job, Piece
+from .report import BatchOutcome, DeletionReport
+
+__all__ = ["job_summary", "status_document"]
+
+
+def status_document(
+    job: Job, pieces: Sequence[Piece], status_url: str | None
+) -> dict[str, Any]:
+    """The job's status, progress and, once finished, its full report."""
+    outcome = BatchOutcome()
+    for piece in pieces:
+        outcome.merge(piece.outcome)
+    report = DeletionReport(requested=job.requested, outcome=outcome)
+    counts = report.to_dict()["counts"]
+    pending = sum(len(p.remaining) for p in pieces)
+    document = job_summary(job)
+    document["customStatus"] = {**counts, "pending": pending}
+    document["output"] = report.to_dict() if job.finished else None
+    if status_url:
+        document["statusQueryGetUri"] = status_url
+    return document
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "runtimeStatus": job.status.value,
+        "createdTime": job.created,
+        "lastUpdatedTime": job.updated,
+        "input": {
+            "requested": job.requested,
+            "requestedBy": job.requested_by,
+            "reason": job.reason,
+            "idempotencyKey": job.idempotency_key,
+        },
+    }
