@@ -103,20 +103,20 @@ def _delete(base_url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
     response = requests.post(
         url, json=body, headers={"x-functions-key": key}, timeout=120
     )
-    total = body["IndicatorIds"] and len(set(map(int, body["IndicatorIds"])))
+    total = len({int(i) for i in body["IndicatorIds"]})
     with tqdm(total=total, unit="id", desc="settled") as bar:
         deadline = time.monotonic() + POLL_TIMEOUT_S
         while response.status_code == 202 and time.monotonic() < deadline:
             status = response.json()
             progress = status["customStatus"]
             bar.update(progress["requested"] - progress["pending"] - bar.n)
-            time.sleep(float(response.headers.get("Retry-After", "1")) / 5)
+            time.sleep(float(response.headers.get("Retry-After", "1")))
             response = requests.get(response.headers["Location"], timeout=120)
         if response.status_code != 200:
             raise SystemExit(
                 f"the function answered {response.status_code}: {response.text}"
             )
-        bar.update(bar.total - bar.n)
+        bar.update(total - bar.n)
     document: dict[str, Any] = response.json()
     return document
 

@@ -89,9 +89,11 @@ class SecretSource:
                 self._client = self._client_factory()
             value: str | None = self._client.get_secret(name).value
         except AzureError as exc:
+            status = getattr(exc, "status_code", None)
+            why = f"status {status}" if status else type(exc).__name__
             raise CredentialError(
-                f"could not read secret {name!r} from "
-                f"{self._settings.key_vault_url}: {type(exc).__name__}"
+                f"could not read secret {name!r} from Key Vault "
+                f"{self._settings.key_vault_url}: {why}"
             ) from exc
         if not value:
             raise CredentialError(f"secret {name!r} in Key Vault is empty")

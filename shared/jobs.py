@@ -104,6 +104,7 @@ class Piece:
     not_before: float
     attempts: int
     job_size: int
+    last_error: str | None
     etag: str = field(repr=False)
 
 
@@ -257,6 +258,7 @@ class JobStore:
         claim: str,
         settled: dict[str, BatchOutcome],
         retry_at: float | None,
+        last_error: str | None = None,
     ) -> bool:
         """Store what was settled of each claimed piece; False if we lost them."""
         current = {p.row_key: p for p in self._reread(pieces)}
@@ -279,6 +281,7 @@ class JobStore:
                 "State": state,
                 "NotBefore": retry_at or 0.0,
                 "Attempts": piece.attempts + (1 if remaining else 0),
+                "LastError": last_error if remaining else "",
             }
             operations.append(("update", entity, _if_match(piece.etag)))
         return self._submit(operations, pieces, claim)
@@ -423,6 +426,7 @@ def _piece_from(entity: Any) -> Piece:
         not_before=float(entity.get("NotBefore") or 0.0),
         attempts=int(entity.get("Attempts") or 0),
         job_size=int(entity.get("JobSize") or 0),
+        last_error=entity.get("LastError") or None,
         etag=entity.metadata["etag"],
     )
 

@@ -22,7 +22,12 @@ def status_document(
     counts = report.to_dict()["counts"]
     pending = sum(len(p.remaining) for p in pieces)
     document = job_summary(job)
-    document["customStatus"] = {**counts, "pending": pending}
+    errors = [p.last_error for p in pieces if p.remaining and p.last_error]
+    document["customStatus"] = {
+        **counts,
+        "pending": pending,
+        "lastError": errors[0] if errors else None,
+    }
     document["output"] = report.to_dict() if job.finished else None
     if status_url:
         document["statusQueryGetUri"] = status_url

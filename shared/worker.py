@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 LEASE_S = 120.0
 DEFAULT_LINGER_S = 1.0
 MAX_PIECE_ATTEMPTS = 5
-RETRY_DELAY_S = 15.0
+RETRY_BASE_S = 2.0
+RETRY_MAX_S = 60.0
 IDLE_POLL_S = 0.25
 # Failures that a later attempt can cure: no answer, server trouble, expired
 # credentials, throttling past our patience.
@@ -130,11 +131,11 @@ class Worker:
             outcome.merge(settle_batch(self._client, ids, self._listing))
         except BatchDeleteError as exc:
             outcome.failed.extend(Failure.from_error(i, exc) for i in ids)
-        retry, retry_at = self._hold_back_transient(outcome, pieces)
+        retry, retry_at, last_error = self._hold_back_transient(outcome, pieces)
         settled = {p.row_key: restrict(outcome, p.remaining) for p in pieces}
         for part in settled.values():
             part.failed = [f for f in part.failed if f.id not in retry]
-        self._record(pieces, claim, settled, retry_at)
+        self._record(pieces, claim, settled, retry_at, last_error)
         self._finish_jobs({p.job_id for p in pieces})
 
     def _settle_absent(self, pieces: Sequence[Piece], ids: list[int]) -> BatchOutcome:
@@ -156,17 +157,23 @@ class Worker:
 
     def _hold_back_transient(
         self, outcome: BatchOutcome, pieces: Sequence[Piece]
-    ) -> tuple[set[int], float | None]:
+    ) -> tuple[set[int], float | None, str | None]:
+        """IDs whose failure a later attempt may cure, when, and why."""
         attempts = {i: p.attempts for p in pieces for i in p.remaining}
-        retry = {
-            f.id
+        transient = [
+            f
             for f in outcome.failed
             if _transient(f) and attempts.get(f.id, 0) + 1 < MAX_PIECE_ATTEMPTS
-        }
-        if not retry:
-            return retry, None
-        logger.warning("%d IDs will be sent again later", len(retry))
-        return retry, self._clock() + RETRY_DELAY_S
+        ]
+        if not transient:
+            return set(), None, None
+        tries = max(attempts.get(f.id, 0) for f in transient)
+        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2**tries)
+        reason = transient[0].message
+        logger.warning(
+            "%d IDs will be sent again in %.0fs: %s", len(transient), delay, reason
+        )
+        return {f.id for f in transient}, self._clock() + delay, reason
 
     def _record(
         self,
@@ -174,11 +181,12 @@ class Worker:
         claim: str,
         settled: dict[str, BatchOutcome],
         retry_at: float | None,
+        last_error: str | None,
     ) -> None:
         delay = 0.5
         while True:
             try:
-                self._store.record(pieces, claim, settled, retry_at)
+                self._store.record(pieces, claim, settled, retry_at, last_error)
                 return
             except StorageError as exc:
                 # Defender's answer is only in memory now: keep trying while

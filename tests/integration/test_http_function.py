@@ -1,0 +1,193 @@
+"""The HTTP function end to end: real azure.functions objects, Azurite,
+the Defender emulator and the identity stand-ins."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from localdev.stack import LOCAL_CLIENT_ID, LocalStack
+
+from .helpers import batch_calls, body_of, get, post
+
+pytestmark = pytest.mark.integration
+
+
+def present_ids(stack: LocalStack) -> set[int]:
+    assert stack.emulator is not None
+    return {int(i["id"]) for i in stack.emulator.emulator.indicators()}
+
+
+def test_mixed_ids_are_deleted_and_reported(
+    stack: LocalStack, tenant: list[dict[str, Any]]
+) -> None:
+    wanted = [int(i["id"]) for i in tenant[:700]]
+    entries: list[Any] = [str(i) for i in wanted[:350]] + wanted[350:]
+    entries += [f" {wanted[0]} ", wanted[1], "99999999"]
+
+    response = post({"IndicatorIds": entries, "requestedBy": "t", "reason": "r"})
+
+    assert response.status_code == 200
+    status = body_of(response)
+    assert status["runtimeStatus"] == "Completed"
+    output = status["output"]
+    assert output["counts"] == {
+        "requested": 701,
+        "deleted": 700,
+        "notFound": 1,
+        "forbidden": 0,
+        "failed": 0,
+    }
+    assert output["notFound"] == ["99999999"]
+    assert not set(wanted) & present_ids(stack)
+    assert len(present_ids(stack)) == len(tenant) - 700
+    assert status["input"]["requestedBy"] == "t"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"IndicatorIds": ["1", "x", -3]}, "IndicatorIds[1]"),
+        ({"IndicatorIds": []}, "empty"),
+        ({}, "IndicatorIds is required"),
+        ({"indicatorIds": ["1"]}, "did you mean 'IndicatorIds'"),
+        ([1, 2], "must be a JSON object"),
+        ({"IndicatorIds": "1,2"}, "array"),
+        ({"IndicatorIds": ["1"], "reason": 5}, "reason must be a string"),
+    ],
+)
+def test_bad_requests_answer_400_and_delete_nothing(
+    stack: LocalStack, tenant: list[dict[str, Any]], body: Any, fragment: str
+) -> None:
+    response = post(body)
+
+    assert response.status_code == 400
+    text = response.get_body().decode()
+    assert fragment in text
+    assert "Traceback" not in text
+    assert stack.emulator is not None
+    assert batch_calls(stack.emulator.emulator.calls()) == []
+    assert len(present_ids(stack)) == len(tenant)
+
+
+def test_malformed_json_says_where(tenant: list[dict[str, Any]]) -> None:
+    response = post(None, raw=b'{"IndicatorIds": [1, 2')
+
+    assert response.status_code == 400
+    assert "line 1 column" in body_of(response)["error"]["message"]
+
+
+def test_wrong_content_type_answers_415(tenant: list[dict[str, Any]]) -> None:
+    response = post(None, raw=b"1,2", headers={"Content-Type": "text/csv"})
+
+    assert response.status_code == 415
+
+
+def test_body_past_the_cap_answers_413(tenant: list[dict[str, Any]]) -> None:
+    response = post(None, raw=b'{"IndicatorIds": ["' + b"1" * 2_000_000 + b'"]}')
+
+    assert response.status_code == 413
+
+
+def test_repeat_with_the_same_idempotency_key_returns_the_same_job(
+    stack: LocalStack, tenant: list[dict[str, Any]]
+) -> None:
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    ids = [i["id"] for i in tenant[:10]]
+
+    first = body_of(post({"IndicatorIds": ids}, headers=key))
+    assert stack.emulator is not None
+    calls_after_first = len(stack.emulator.emulator.calls())
+    second = body_of(post({"IndicatorIds": ids}, headers=key))
+
+    assert first["id"] == second["id"]
+    assert second["output"]["counts"]["deleted"] == 10
+    assert len(stack.emulator.emulator.calls()) == calls_after_first
+
+
+def test_request_id_field_also_makes_a_repeat_harmless(
+    tenant: list[dict[str, Any]],
+) -> None:
+    body = {"IndicatorIds": [tenant[0]["id"]], "requestId": uuid.uuid4().hex}
+
+    first = body_of(post(body))
+    second = body_of(post(body))
+
+    assert first["id"] == second["id"]
+
+
+def test_slow_job_answers_202_and_its_status_url_finishes_it(
+    monkeypatch: pytest.MonkeyPatch, tenant: list[dict[str, Any]]
+) -> None:
+    monkeypatch.setenv("SYNC_WAIT_SECONDS", "0")
+    ids = [i["id"] for i in tenant[:1200]]
+
+    response = post({"IndicatorIds": ids}, params={"code": "the-key"})
+
+    assert response.status_code == 202
+    location = response.headers["Location"]
+    assert location.endswith("?code=the-key")
+    assert response.headers["Retry-After"].isdigit()
+    job_id = body_of(response)["id"]
+    assert f"/batch-delete/{job_id}?" in location
+
+    for _ in range(20):
+        polled = get(job_id, params={"code": "the-key"})
+        if polled.status_code == 200:
+            break
+        assert polled.status_code == 202
+    assert polled.status_code == 200
+    assert body_of(polled)["output"]["counts"]["deleted"] == 1200
+
+
+def test_unknown_job_answers_404(tenant: list[dict[str, Any]]) -> None:
+    assert get(uuid.uuid4().hex).status_code == 404
+    assert get("../../etc").status_code == 404
+
+
+def test_recent_jobs_are_listed(tenant: list[dict[str, Any]]) -> None:
+    job_id = body_of(post({"IndicatorIds": [tenant[0]["id"]]}))["id"]
+
+    listed = body_of(get())["jobs"]
+
+    assert job_id in [j["id"] for j in listed]
+
+
+@pytest.mark.parametrize("behaviour", ["none", "found"])
+def test_404_batches_end_right_under_either_behaviour(
+    stack: LocalStack, tenant: list[dict[str, Any]], behaviour: str
+) -> None:
+    assert stack.emulator is not None
+    stack.emulator.emulator.configure(partial_failure=behaviour)
+    ids = [int(i["id"]) for i in tenant[:40]]
+
+    output = body_of(post({"IndicatorIds": [*ids, 98765432]}))["output"]
+
+    assert not set(ids) & present_ids(stack)
+    assert "98765432" in output["notFound"]
+    deleted = set(map(int, output["deleted"]))
+    assert deleted | set(map(int, output["notFound"])) == {*ids, 98765432}
+    if behaviour == "none":
+        assert deleted == set(ids)
+
+
+@pytest.mark.parametrize("behaviour", ["none", "found"])
+def test_forbidden_ids_are_isolated_and_the_rest_deleted(
+    stack: LocalStack, tenant: list[dict[str, Any]], behaviour: str
+) -> None:
+    assert stack.emulator is not None
+    stack.emulator.emulator.configure(
+        partial_failure=behaviour,
+        exposure={LOCAL_CLIENT_ID: frozenset({"4127", "4131", "4140", "4152"})},
+    )
+    chosen = tenant[:300]
+    blocked = {int(i["id"]) for i in chosen if "4133" in i["rbacGroupIds"]}
+    assert blocked, "the sample should hold Domain Controllers indicators"
+
+    output = body_of(post({"IndicatorIds": [i["id"] for i in chosen]}))["output"]
+
+    assert {int(f["id"]) for f in output["forbidden"]} == blocked
+    assert all(f["code"] == "Forbidden" and f["target"] for f in output["forbidden"])
+    assert present_ids(stack) & {int(i["id"]) for i in chosen} == blocked
