@@ -31,6 +31,12 @@ __all__ = ["HttpCall", "Service", "get_service", "handle_http", "handle_timer"]
 
 logger = logging.getLogger(__name__)
 
+# The Azure SDK logs every request's headers at INFO, and azure-identity every
+# token it gets: in a function app that floods Application Insights, so only
+# their warnings are kept. Our own client logs one line per Defender call.
+for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 # How long a status poll works on the job before answering, and how soon the
 # caller is told to poll again.
 POLL_WORK_S = 5.0
