@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-CODE := shared emulator localdev bench BatchDeleteHttp BatchDeleteTimer tests
+
 
 .PHONY: run serve test lint typecheck unit bench faults deps clean
 
@@ -24,8 +24,8 @@ unit: deps
 	$(PY) -m pytest tests/unit
 
 lint: $(PY_STAMP)
-	$(VENV)/bin/ruff check $(CODE)
-	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: $(PY_STAMP)
 	$(VENV)/bin/mypy --strict shared emulator localdev
