@@ -31,9 +31,10 @@ OWN_APPLICATION = "ioc-batch-delete"
 DUPLICATES = 40
 MISSING = 5
 POLL_TIMEOUT_S = 600.0
-# The POST answers 202 after this long, so the demo shows the polling that
-# Logic Apps does; in Azure the default is 20 seconds.
-DEMO_SYNC_WAIT_S = "2"
+# The POST answers 202 at once, so the demo shows the polling that Logic Apps
+# does; in Azure the default is to work up to 20 seconds before answering.
+DEMO_SYNC_WAIT_S = "0"
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} IDs"
 
 
 def main() -> int:
@@ -104,7 +105,9 @@ def _delete(base_url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
         url, json=body, headers={"x-functions-key": key}, timeout=120
     )
     total = len({int(i) for i in body["IndicatorIds"]})
-    with tqdm(total=total, unit="id", desc="settled") as bar:
+    if response.status_code == 202:
+        print(f"202 Accepted; polling {response.headers['Location'].split('?')[0]}")
+    with tqdm(total=total, desc="settled", bar_format=_BAR) as bar:
         deadline = time.monotonic() + POLL_TIMEOUT_S
         while response.status_code == 202 and time.monotonic() < deadline:
             status = response.json()
