@@ -3,22 +3,27 @@
 `parse_delete_request` turns a caller's raw request into a validated
 `DeleteRequest` or a `RequestError` that says what is wrong and where. The
 body is Defender's own (`{"IndicatorIds": [...]}`), so a caller switches to
-this app by changing only the URL.
+this app by changing only the URL. It may instead, or as well, name IOC values
+(`{"IndicatorValues": ["203.0.113.7"], "indicatorType": "IpAddress"}`), and
+may carry `dryRun`, `reason`, `requestedBy`, `requestId`, `incidentId`,
+`incidentUrl` and `tenantId`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Problem, RequestError
 from .ids import parse_indicator_ids
 
 __all__ = [
+    "INDICATOR_TYPES",
     "MAX_BODY_BYTES",
     "MAX_TEXT_FIELD_CHARS",
+    "MAX_VALUES_PER_REQUEST",
     "ApiResponse",
     "DeleteRequest",
     "error_response",
@@ -31,8 +36,29 @@ __all__ = [
 MAX_BODY_BYTES = 1_048_576
 MAX_TEXT_FIELD_CHARS = 1_000
 _JSON_TYPES = ("application/json", "text/json")
-_TEXT_FIELDS = ("reason", "requestedBy", "requestId")
+MAX_VALUES_PER_REQUEST = 5_000
+MAX_VALUE_CHARS = 2_048
+INDICATOR_TYPES = (
+    "FileSha1",
+    "FileSha256",
+    "FileMd5",
+    "CertificateThumbprint",
+    "IpAddress",
+    "DomainName",
+    "Url",
+)
+_TEXT_FIELDS = (
+    "reason",
+    "requestedBy",
+    "requestId",
+    "incidentId",
+    "incidentUrl",
+    "tenantId",
+    "indicatorType",
+)
 _ID_FIELD = "IndicatorIds"
+_VALUE_FIELD = "IndicatorValues"
+_DRY_RUN_FIELD = "dryRun"
 
 
 @dataclass(frozen=True)
@@ -40,9 +66,15 @@ class DeleteRequest:
     """A validated request to delete indicators."""
 
     ids: list[int]
+    values: list[str] = field(default_factory=list)
+    indicator_type: str | None = None
+    dry_run: bool = False
     reason: str | None = None
     requested_by: str | None = None
     request_id: str | None = None
+    incident_id: str | None = None
+    incident_url: str | None = None
+    tenant_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,14 +108,62 @@ def parse_delete_request(content_type: str | None, body: bytes) -> DeleteRequest
     """Validate a POST body; raises RequestError naming every problem."""
     document = _json_object(content_type, body)
     problems = _unknown_fields(document)
-    if _ID_FIELD not in document:
-        problems.append(Problem(_ID_FIELD, "is required"))
+    if _ID_FIELD not in document and _VALUE_FIELD not in document:
+        problems.append(Problem(_ID_FIELD, f"is required (or {_VALUE_FIELD})"))
     texts = {name: _text(document, name, problems) for name in _TEXT_FIELDS}
+    kind = texts["indicatorType"]
+    if kind is not None and kind not in INDICATOR_TYPES:
+        problems.append(
+            Problem("indicatorType", f"must be one of {', '.join(INDICATOR_TYPES)}")
+        )
+    dry_run = document.get(_DRY_RUN_FIELD, False)
+    if not isinstance(dry_run, bool):
+        problems.append(Problem(_DRY_RUN_FIELD, "must be true or false"))
+    values = _values(document.get(_VALUE_FIELD), problems)
     if problems:
         raise RequestError(_first(problems), problems=problems)
 
-    ids = parse_indicator_ids(document[_ID_FIELD], field=_ID_FIELD)
-    return DeleteRequest(ids, texts["reason"], texts["requestedBy"], texts["requestId"])
+    ids = []
+    if _ID_FIELD in document:
+        ids = parse_indicator_ids(document[_ID_FIELD], field=_ID_FIELD)
+    return DeleteRequest(
+        ids=ids,
+        values=values,
+        indicator_type=kind,
+        dry_run=bool(dry_run),
+        reason=texts["reason"],
+        requested_by=texts["requestedBy"],
+        request_id=texts["requestId"],
+        incident_id=texts["incidentId"],
+        incident_url=texts["incidentUrl"],
+        tenant_id=texts["tenantId"],
+    )
+
+
+def _values(raw: Any, problems: list[Problem]) -> list[str]:
+    """IOC values, trimmed and folded; every bad entry becomes a problem."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        problems.append(Problem(_VALUE_FIELD, "must be a non-empty array of strings"))
+        return []
+    if len(raw) > MAX_VALUES_PER_REQUEST:
+        problems.append(
+            Problem(_VALUE_FIELD, f"holds more than {MAX_VALUES_PER_REQUEST} values")
+        )
+        return []
+    values: dict[str, None] = {}
+    for index, value in enumerate(raw):
+        where = f"{_VALUE_FIELD}[{index}]"
+        if not isinstance(value, str) or not value.strip():
+            problems.append(Problem(where, "must be a non-empty string"))
+        elif len(value) > MAX_VALUE_CHARS:
+            problems.append(
+                Problem(where, f"is longer than {MAX_VALUE_CHARS} characters")
+            )
+        else:
+            values.setdefault(value.strip())
+    return list(values)
 
 
 def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
@@ -116,7 +196,7 @@ def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
 
 
 def _unknown_fields(document: Mapping[str, Any]) -> list[Problem]:
-    known = {_ID_FIELD, *_TEXT_FIELDS}
+    known = {_ID_FIELD, _VALUE_FIELD, _DRY_RUN_FIELD, *_TEXT_FIELDS}
     problems = []
     for name in document:
         if name in known:

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_SECRET_NAME",
     "DEFAULT_SYNC_WAIT_S",
     "DEFAULT_TOKEN_SCOPE",
+    "SETTING_NAMES",
     "RateLimit",
     "Settings",
     "is_loopback_url",
@@ -40,7 +41,37 @@ DEFAULT_BATCH_DELETE_LIMITS = "30/60s,1500/3600s"
 DEFAULT_LIST_LIMITS = "100/60s,1500/3600s"
 DEFAULT_SYNC_WAIT_S = 20.0
 DEFAULT_LINGER_S = 1.0
+DEFAULT_MAX_IDS_PER_REQUEST = 5_000
+DEFAULT_MAX_DELETES_PER_DAY = 10_000
+DEFAULT_AUDIT_RETENTION_DAYS = 90
 _MAX_SYNC_WAIT_S = 200.0
+# Every setting the app reads, including those the Functions host reads for
+# it (timer schedules, storage). Deployment templates must define each one.
+SETTING_NAMES = frozenset(
+    {
+        "DEFENDER_TENANT_ID",
+        "DEFENDER_TENANT_IDS",
+        "DEFENDER_CLIENT_ID",
+        "KEY_VAULT_URL",
+        "DEFENDER_CLIENT_SECRET_NAME",
+        "DEFENDER_CLIENT_SECRET",
+        "DEFENDER_API_URL",
+        "DEFENDER_TOKEN_SCOPE",
+        "AZURE_AUTHORITY_HOST",
+        "AzureWebJobsStorage",
+        "AzureWebJobsStorage__tableServiceUri",
+        "BATCH_DELETE_RATE_LIMITS",
+        "LIST_RATE_LIMITS",
+        "SYNC_WAIT_SECONDS",
+        "BATCH_LINGER_SECONDS",
+        "MAX_IDS_PER_REQUEST",
+        "MAX_DELETES_PER_DAY",
+        "AUDIT_RETENTION_DAYS",
+        "BATCH_DELETE_TIMER_SCHEDULE",
+        "CLEANUP_SCHEDULE",
+        "CLEANUP_POLICY",
+    }
+)
 _MAX_LINGER_S = 60.0
 
 # Authority hosts that Entra ID's instance discovery knows. Any other host is
@@ -115,6 +146,17 @@ class Settings:
     list_limits: tuple[RateLimit, ...]
     sync_wait_s: float = DEFAULT_SYNC_WAIT_S
     linger_s: float = DEFAULT_LINGER_S
+    extra_tenant_ids: tuple[str, ...] = ()
+    max_ids_per_request: int = DEFAULT_MAX_IDS_PER_REQUEST
+    max_deletes_per_day: int = DEFAULT_MAX_DELETES_PER_DAY
+    audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
+    cleanup_policy: str | None = None
+
+    @property
+    def tenant_ids(self) -> tuple[str, ...]:
+        """The home tenant first, then the others requests may name."""
+        others = (t for t in self.extra_tenant_ids if t != self.tenant_id)
+        return (self.tenant_id, *others)
 
     @property
     def disable_instance_discovery(self) -> bool:
@@ -157,6 +199,17 @@ class Settings:
             linger_s=reader.seconds(
                 "BATCH_LINGER_SECONDS", DEFAULT_LINGER_S, _MAX_LINGER_S
             ),
+            extra_tenant_ids=reader.tenants("DEFENDER_TENANT_IDS"),
+            max_ids_per_request=reader.count(
+                "MAX_IDS_PER_REQUEST", DEFAULT_MAX_IDS_PER_REQUEST
+            ),
+            max_deletes_per_day=reader.count(
+                "MAX_DELETES_PER_DAY", DEFAULT_MAX_DELETES_PER_DAY
+            ),
+            audit_retention_days=reader.count(
+                "AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS
+            ),
+            cleanup_policy=reader.secret("CLEANUP_POLICY"),
         )
         reader.check_secret_source(settings)
         reader.check_storage(settings)
@@ -196,6 +249,28 @@ class _Reader:
         except ValueError as exc:
             self.problems.append(f"{name}: {exc}")
             return parse_rate_limits(default)
+
+    def count(self, name: str, default: int) -> int:
+        text = self._value(name)
+        if text is None:
+            return default
+        if not text.isdigit() or int(text) < 1:
+            self.problems.append(f"{name} must be a whole number of at least 1")
+            return default
+        return int(text)
+
+    def tenants(self, name: str) -> tuple[str, ...]:
+        text = self._value(name)
+        if text is None:
+            return ()
+        tenants = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in tenants if _check_tenant(t)]
+        if bad or not tenants:
+            self.problems.append(
+                f"{name} must be a comma-separated list of tenant GUIDs or "
+                f"domains; not valid: {', '.join(bad) or '(empty)'}"
+            )
+        return tuple(t.lower() for t in tenants if t not in bad)
 
     def seconds(self, name: str, default: float, maximum: float) -> float:
         text = self._value(name)
