@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.service import HttpCall, handle_http
+from shared.handlers import HttpCall, handle_http
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.service import handle_timer
+from shared.handlers import handle_timer
 
 
 def main(timer: func.TimerRequest) -> None:

@@ -13,8 +13,9 @@ never trusts a failed call either way:
 - 403: the batch is split in halves, ordered by device group so forbidden IDs
   cluster, until each forbidden ID stands alone.
 
-Requests of more than one batch start with a listing, so IDs that no longer
-exist are settled without spending BatchDelete calls on failures.
+Workers list the tenant before the batches of a large job (see
+`shared.worker`), so IDs that no longer exist are settled without spending
+BatchDelete calls on failures.
 """
 
 from __future__ import annotations
@@ -23,24 +24,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .defender import DefenderClient
 from .errors import BatchDeleteError, DefenderError
-from .ids import MAX_IDS_PER_BATCH, chunk_ids
-from .report import BatchOutcome, DeletionReport, Failure
+from .report import BatchOutcome, Failure
 
-__all__ = [
-    "DEFAULT_CONCURRENCY",
-    "BatchDeleter",
-    "TenantListing",
-    "settle_batch",
-]
+__all__ = ["TenantListing", "settle_batch"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONCURRENCY = 4
 _NOT_FOUND = 404
 _FORBIDDEN = 403
 
@@ -69,62 +62,6 @@ class TenantListing:
                 self._taken_at = started
                 logger.info("listed %d indicators in the tenant", len(self._groups))
             return self._groups
-
-
-class BatchDeleter:
-    """Deletes IDs in batches of at most 500 and settles each one."""
-
-    def __init__(
-        self,
-        client: DefenderClient,
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        batch_size: int = MAX_IDS_PER_BATCH,
-    ) -> None:
-        self._client = client
-        self._concurrency = concurrency
-        self._batch_size = batch_size
-
-    def run(
-        self,
-        ids: Sequence[int],
-        *,
-        on_progress: ProgressCallback | None = None,
-    ) -> DeletionReport:
-        """Delete `ids` (already validated and folded) and report each one."""
-        listing = TenantListing(self._client)
-        total = BatchOutcome()
-        to_send = list(ids)
-        if len(ids) > self._batch_size:
-            to_send = self._drop_absent(ids, listing, total)
-
-        lock = threading.Lock()
-
-        def settle(batch: list[int]) -> None:
-            outcome = settle_batch(self._client, batch, listing)
-            with lock:
-                total.merge(outcome)
-                if on_progress:
-                    on_progress(outcome)
-
-        with ThreadPoolExecutor(self._concurrency, "batch-delete") as pool:
-            list(pool.map(settle, chunk_ids(to_send, self._batch_size)))
-        return DeletionReport.of(ids, total)
-
-    def _drop_absent(
-        self, ids: Sequence[int], listing: TenantListing, total: BatchOutcome
-    ) -> list[int]:
-        try:
-            present = listing.present(newer_than=time.time())
-        except BatchDeleteError as exc:
-            # Without a listing every batch is still settled, only less cheaply.
-            logger.warning("could not list the tenant first: %s", exc)
-            return list(ids)
-        absent = [i for i in ids if i not in present]
-        total.not_found.extend(absent)
-        if absent:
-            logger.info("%d requested IDs are not in the tenant", len(absent))
-        return [i for i in ids if i in present]
 
 
 def settle_batch(

@@ -53,7 +53,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # A transaction holds at most 100 operations: the job, its key, 98 pieces.
-MAX_PIECES_PER_JOB = 98
+_MAX_OPERATIONS = 100
+MAX_PIECES_PER_JOB = _MAX_OPERATIONS - 2
+# Table Storage strings hold 64 KiB of UTF-16: 32K characters.
+_MAX_AUDIT_CHARS = 30_000
+_MAX_FIELD_CHARS = 2_000
 _JOB = "job-"
 _IDEM = "idem-"
 _PIECE = "piece-"
@@ -82,6 +86,7 @@ class Job:
     requested_by: str | None = None
     reason: str | None = None
     idempotency_key: str | None = None
+    audit: dict[str, Any] = field(default_factory=dict)
     etag: str | None = field(default=None, repr=False)
 
     @property
@@ -131,20 +136,23 @@ class JobStore:
         requested_by: str | None = None,
         reason: str | None = None,
         idempotency_key: str | None = None,
+        audit: dict[str, Any] | None = None,
+        finished: bool = False,
     ) -> tuple[Job, bool]:
         """Store a new job, or return the one its idempotency key made.
 
+        A `finished` job (a dry run) is stored Completed with no pieces.
         Returns the job and whether it was created now.
         """
         if idempotency_key:
-            existing = self._job_for_key(idempotency_key)
+            existing = self.find_by_key(idempotency_key)
             if existing is not None:
                 return existing, False
         now_ms = int(self._clock() * 1000)
         job_id = uuid.uuid4().hex
         job = Job(
             id=job_id,
-            status=JobStatus.PENDING,
+            status=JobStatus.COMPLETED if finished else JobStatus.PENDING,
             created=_iso(now_ms / 1000),
             updated=_iso(now_ms / 1000),
             requested=len(ids),
@@ -152,11 +160,12 @@ class JobStore:
             requested_by=requested_by,
             reason=reason,
             idempotency_key=idempotency_key,
+            audit=dict(audit or {}),
         )
         operations = [("create", self._job_entity(job))]
         if idempotency_key:
             operations.append(("create", self._key_entity(idempotency_key, job_id)))
-        pieces = list(chunk_ids(ids, MAX_IDS_PER_BATCH))
+        pieces = [] if finished else list(chunk_ids(ids, MAX_IDS_PER_BATCH))
         if len(pieces) > MAX_PIECES_PER_JOB:
             raise ValueError(f"a job holds at most {MAX_PIECES_PER_JOB} pieces")
         for n, piece_ids in enumerate(pieces):
@@ -165,7 +174,7 @@ class JobStore:
             self._table.submit_transaction(operations)
         except TableTransactionError as exc:
             if idempotency_key and exc.status_code == 409:
-                existing = self._job_for_key(idempotency_key)
+                existing = self.find_by_key(idempotency_key)
                 if existing is not None:
                     return existing, False
             raise StorageError("could not store the job") from exc
@@ -188,14 +197,51 @@ class JobStore:
             f"RowKey ge '{job.piece_prefix}' and RowKey lt '{job.piece_prefix}~'"
         )
 
-    def recent_jobs(self, limit: int) -> list[Job]:
+    def find_jobs(
+        self,
+        *,
+        limit: int,
+        status: str | None = None,
+        requested_by: str | None = None,
+        since: str | None = None,
+        before: str | None = None,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first."""
         query = f"PartitionKey eq '{self._partition}' and RowKey ge '{_JOB}' and "
         query += f"RowKey lt '{_JOB}~'"
+        parameters: dict[str, str] = {}
+        for column, value, operator in (
+            ("RuntimeStatus", status, "eq"),
+            ("RequestedBy", requested_by, "eq"),
+            ("CreatedTime", since, "ge"),
+            ("CreatedTime", before, "lt"),
+        ):
+            if value is not None:
+                name = f"p{len(parameters)}"
+                parameters[name] = value
+                query += f" and {column} {operator} @{name}"
         try:
-            jobs = [_job_from(e) for e in self._table.query_entities(query)]
+            entities = self._table.query_entities(query, parameters=parameters)
+            jobs = [_job_from(e) for e in entities]
         except AzureError as exc:
             raise StorageError("could not list jobs") from exc
         return sorted(jobs, key=lambda j: j.created, reverse=True)[:limit]
+
+    def purge(self, job: Job) -> None:
+        """Delete a job with its pieces and idempotency key."""
+        rows = [p.row_key for p in self.pieces_of(job)]
+        if job.idempotency_key:
+            rows.append(_key_row(job.idempotency_key))
+        rows.append(_JOB + job.id)
+        for start in range(0, len(rows), _MAX_OPERATIONS):
+            operations = [
+                ("delete", {"PartitionKey": self._partition, "RowKey": row})
+                for row in rows[start : start + _MAX_OPERATIONS]
+            ]
+            try:
+                self._table.submit_transaction(operations)
+            except AzureError as exc:
+                raise StorageError(f"could not purge job {job.id}") from exc
 
     def set_status(self, job: Job, status: JobStatus) -> Job:
         """Move a job to `status` unless it is already finished."""
@@ -342,7 +388,8 @@ class JobStore:
 
     # -- entities -----------------------------------------------------------
 
-    def _job_for_key(self, key: str) -> Job | None:
+    def find_by_key(self, key: str) -> Job | None:
+        """The job an idempotency key made, if any."""
         try:
             entity = self._table.get_entity(self._partition, _key_row(key))
         except ResourceNotFoundError:
@@ -363,6 +410,7 @@ class JobStore:
             "RequestedBy": job.requested_by,
             "Reason": job.reason,
             "IdempotencyKey": job.idempotency_key,
+            "Audit": _audit_json(job.audit),
         }
 
     def _key_entity(self, key: str, job_id: str) -> dict[str, Any]:
@@ -382,6 +430,19 @@ class JobStore:
             "NotBefore": 0.0,
             "Attempts": 0,
         }
+
+
+def _audit_json(audit: dict[str, Any]) -> str:
+    """The audit record as JSON, within a table property's 32K characters."""
+    text = json.dumps(audit, separators=(",", ":"))
+    if len(text) <= _MAX_AUDIT_CHARS:
+        return text
+    brief = {k: v for k, v in audit.items() if len(json.dumps(v)) < _MAX_FIELD_CHARS}
+    brief["truncated"] = sorted(set(audit) - set(brief))
+    text = json.dumps(brief, separators=(",", ":"))
+    if len(text) > _MAX_AUDIT_CHARS:
+        text = json.dumps({"truncated": sorted(audit)})
+    return text
 
 
 def _if_match(etag: str) -> dict[str, Any]:
@@ -407,6 +468,7 @@ def _job_from(entity: Any) -> Job:
         requested_by=entity.get("RequestedBy"),
         reason=entity.get("Reason"),
         idempotency_key=entity.get("IdempotencyKey"),
+        audit=json.loads(entity.get("Audit") or "{}"),
         etag=entity.metadata["etag"],
     )
 

