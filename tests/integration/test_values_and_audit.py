@@ -202,9 +202,8 @@ def test_finished_jobs_past_retention_are_purged(
 ) -> None:
     service = get_service()
     long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).timestamp()
-    old_store = JobStore(
-        service.store._table, service.tenant_id.lower(), clock=lambda: long_ago
-    )
+    table = open_state_table(service.settings)
+    old_store = JobStore(table, service.tenant_id.lower(), clock=lambda: long_ago)
     old, _ = old_store.create([], requested_by="old", finished=True)
     monkeypatch.setenv("AUDIT_RETENTION_DAYS", "2")
 
