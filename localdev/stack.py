@@ -52,6 +52,7 @@ LOCAL_CLIENT_ID = "b5a47963-b7f1-5072-bb8f-abe981bf12f4"
 SECRET_NAME = "defender-client-secret"
 DEFENDER_ROLE = "Ti.ReadWrite.All"
 TIMER_SCHEDULE = "0 */1 * * * *"
+CLEANUP_SCHEDULE = "0 0 3 * * *"
 
 
 @dataclass
@@ -138,6 +139,7 @@ class LocalStack:
             "BATCH_DELETE_RATE_LIMITS": self.options.batch_delete_limits,
             "LIST_RATE_LIMITS": self.options.list_limits,
             "BATCH_DELETE_TIMER_SCHEDULE": TIMER_SCHEDULE,
+            "CLEANUP_SCHEDULE": CLEANUP_SCHEDULE,
             **self.identity.environment(),
             **self.options.settings,
         }

@@ -108,16 +108,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = (
-    "Allowed",
-    "Audit",
-    "Block",
-    "BlockAndRemediate",
-    "Warn",
-    "Alert",
-    "AlertAndBlock",
-)
 ALLOWED = "Allowed"
+# Defender's actions; Alert and AlertAndBlock are legacy but still listed.
+_LEGACY_ACTIONS = ("Alert", "AlertAndBlock")
+ACTIONS = (ALLOWED, "Audit", "Block", "BlockAndRemediate", "Warn", *_LEGACY_ACTIONS)
 MODE_DELETE = "delete"
 MODE_PREVIEW = "preview"
 RULE_OLDER_THAN = "olderThanDays"
@@ -153,6 +147,14 @@ _TOP_KEYS = (
     "nextRunWithinHours",
 )
 _OWNER_KEYS = ("applications", "creators")
+# Inclusive bounds of each whole-number setting.
+_BOUNDS = {
+    RULE_OLDER_THAN: (1, MAX_AGE_DAYS),
+    RULE_NO_EXPIRY: (1, MAX_AGE_DAYS),
+    RULE_KEEP_BELOW: (0, MAX_ACTIVE_INDICATORS),
+    "maxPerRun": (1, MAX_PER_RUN),
+    "nextRunWithinHours": (0, MAX_NEXT_RUN_HOURS),
+}
 
 
 class PolicyError(ValueError):
@@ -292,14 +294,17 @@ def select(
     rows = _distinct(indicators)
 
     eligible: list[_Row] = []
+    leaving = 0
     for raw in rows:
-        row, reason = _screened(policy, raw, horizon)
+        row = _parsed(raw)
+        leaving += row is not None and _leaves_first(row, horizon)
+        reason = _skip_reason(policy, raw, row, horizon)
         if reason is not None:
             skipped[reason] += 1
         elif row is not None:
             eligible.append(row)
 
-    staying = len(rows) - skipped["expiresBeforeNextRun"]
+    staying = len(rows) - leaving
     chosen, kept = _chosen(policy, eligible, staying, now)
     skipped["overRunCap"] = max(0, len(chosen) - policy.max_per_run)
     candidates = [_candidate(row, rule) for row, rule in chosen[: policy.max_per_run]]
@@ -319,22 +324,26 @@ def _distinct(indicators: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return [*by_id.values(), *unnamed]
 
 
-def _screened(
-    policy: CleanupPolicy, raw: Mapping[str, Any], horizon: datetime
-) -> tuple[_Row | None, str | None]:
-    """The parsed row, or the first reason to pass it over."""
-    row = _parsed(raw)
+def _skip_reason(
+    policy: CleanupPolicy, raw: Mapping[str, Any], row: _Row | None, horizon: datetime
+) -> str | None:
+    """The first reason to pass a row over, or None when it is eligible."""
     if row is None:
-        return None, "malformed"
+        return "malformed"
     if not policy.owns(raw):
-        return None, "notOwned"
+        return "notOwned"
     if raw.get("action") == ALLOWED and not policy.include_allowed:
-        return None, "allowedProtected"
+        return "allowedProtected"
     if not _passes_filters(policy, raw):
-        return None, "filteredOut"
-    if row.expires is not None and row.expires < horizon:
-        return None, "expiresBeforeNextRun"
-    return row, None
+        return "filteredOut"
+    if _leaves_first(row, horizon):
+        return "expiresBeforeNextRun"
+    return None
+
+
+def _leaves_first(row: _Row, horizon: datetime) -> bool:
+    """Whether Defender removes the row itself before the next run."""
+    return row.expires is not None and row.expires < horizon
 
 
 def _passes_filters(policy: CleanupPolicy, raw: Mapping[str, Any]) -> bool:
@@ -547,9 +556,11 @@ class _PolicyReader:
             older_than_days=rules.get(RULE_OLDER_THAN),
             no_expiry_older_than_days=rules.get(RULE_NO_EXPIRY),
             keep_below=rules.get(RULE_KEEP_BELOW),
-            max_per_run=self._whole(document, "maxPerRun", DEFAULT_MAX_PER_RUN),
+            max_per_run=self._count(document, "maxPerRun", DEFAULT_MAX_PER_RUN),
             mode=self._mode(document.get("mode")),
-            next_run_within_hours=self._hours(document),
+            next_run_within_hours=self._count(
+                document, "nextRunWithinHours", DEFAULT_NEXT_RUN_HOURS
+            ),
         )
         if self.problems:
             raise PolicyError(self.problems)
@@ -637,44 +648,28 @@ class _PolicyReader:
             self.problems.append("rules must be an object")
             return {}
         self._unknown(value, RULES, "rules.")
-        limits = {
-            RULE_OLDER_THAN: (1, MAX_AGE_DAYS),
-            RULE_NO_EXPIRY: (1, MAX_AGE_DAYS),
-            RULE_KEEP_BELOW: (0, MAX_ACTIVE_INDICATORS),
-        }
-        rules: dict[str, int] = {}
-        for name, (low, high) in limits.items():
-            if value.get(name) is not None:
-                number = self._number(value[name], f"rules.{name}", low, high)
-                if number is not None:
-                    rules[name] = number
         if not any(value.get(name) is not None for name in RULES):
             self.problems.append(f"rules must hold at least one of {', '.join(RULES)}")
-        return rules
+        numbers = {name: self._number(value, name, "rules.", None) for name in RULES}
+        return {name: n for name, n in numbers.items() if n is not None}
 
-    def _whole(self, document: Mapping[str, Any], key: str, default: int) -> int:
-        value = document.get(key)
+    def _number(
+        self, document: Mapping[str, Any], key: str, at: str, default: int | None
+    ) -> int | None:
+        value, (low, high) = document.get(key), _BOUNDS[key]
         if value is None:
             return default
-        number = self._number(value, key, 1, MAX_PER_RUN)
-        return default if number is None else number
-
-    def _hours(self, document: Mapping[str, Any]) -> int:
-        key = "nextRunWithinHours"
-        value = document.get(key)
-        if value is None:
-            return DEFAULT_NEXT_RUN_HOURS
-        number = self._number(value, key, 0, MAX_NEXT_RUN_HOURS)
-        return DEFAULT_NEXT_RUN_HOURS if number is None else number
-
-    def _number(self, value: Any, path: str, low: int, high: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            self.problems.append(f"{path} must be a whole number >= {low}")
-            return None
-        if value > high:
-            self.problems.append(f"{path} must be at most {high}")
-            return None
-        return value
+            self.problems.append(f"{at}{key} must be a whole number >= {low}")
+        elif value > high:
+            self.problems.append(f"{at}{key} must be at most {high}")
+        else:
+            return value
+        return default
+
+    def _count(self, document: Mapping[str, Any], key: str, default: int) -> int:
+        number = self._number(document, key, "", default)
+        return default if number is None else number
 
     def _mode(self, value: Any) -> str:
         if value is None:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .caps import check_request_cap
+from .cleanup_job import run_cleanup
 from .errors import BatchDeleteError, RequestError, SettingsError, StorageError
 from .http_api import (
     ApiResponse,
@@ -31,7 +32,7 @@ from .settings import Settings
 from .status import job_summary, status_document
 from .values import Resolution, resolve_values
 
-__all__ = ["HttpCall", "handle_http", "handle_timer"]
+__all__ = ["HttpCall", "handle_cleanup", "handle_http", "handle_timer"]
 
 logger = logging.getLogger(__name__)
 
@@ -352,3 +353,24 @@ def _plausible_id(job_id: str) -> bool:
 def _failure(status: int, code: str, message: str) -> ApiResponse:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
     return json_response(status, body)
+
+
+def handle_cleanup(*, past_due: bool, environ: Mapping[str, str] | None = None) -> None:
+    """One scheduled cleanup: run the policy in every tenant the app serves."""
+    settings = Settings.from_environ(environ)
+    policy = settings.parsed_cleanup_policy()
+    if policy is None:
+        logger.info("no CLEANUP_POLICY is set; the scheduled cleanup does nothing")
+        return
+    if past_due:
+        logger.warning("the cleanup timer is running late")
+    deadline = time.time() + TIMER_WORK_S
+    for tenant in settings.tenant_ids:
+        service = get_service(tenant, environ)
+        try:
+            run = run_cleanup(service, policy)
+        except RequestError as exc:
+            logger.error("cleanup for tenant %s refused: %s", tenant, exc.message)
+            continue
+        if not run.preview:
+            service.work_on(run.job, max(0.0, deadline - time.time()))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .cleanup import CleanupPolicy, PolicyError
 from .errors import SettingsError
 
 __all__ = [
@@ -152,6 +153,14 @@ class Settings:
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     cleanup_policy: str | None = None
 
+    def parsed_cleanup_policy(self) -> CleanupPolicy | None:
+        """The validated cleanup policy, or None when no cleanup is set."""
+        if not self.cleanup_policy:
+            return None
+        return CleanupPolicy.from_json(
+            self.cleanup_policy, own_client_id=self.client_id
+        )
+
     @property
     def tenant_ids(self) -> tuple[str, ...]:
         """The home tenant first, then the others requests may name."""
@@ -211,6 +220,7 @@ class Settings:
             ),
             cleanup_policy=reader.secret("CLEANUP_POLICY"),
         )
+        reader.check_cleanup_policy(settings)
         reader.check_secret_source(settings)
         reader.check_storage(settings)
         reader.raise_if_bad()
@@ -308,6 +318,15 @@ class _Reader:
                 "the client secret is read from DEFENDER_CLIENT_SECRET; set "
                 "KEY_VAULT_URL to read it from Key Vault outside local use"
             )
+
+    def check_cleanup_policy(self, settings: Settings) -> None:
+        if settings.cleanup_policy:
+            try:
+                CleanupPolicy.from_json(
+                    settings.cleanup_policy, own_client_id=settings.client_id
+                )
+            except PolicyError as exc:
+                self.problems.extend(f"CLEANUP_POLICY: {p}" for p in exc.problems)
 
     def check_storage(self, settings: Settings) -> None:
         if not settings.storage_connection_string and not settings.table_service_uri:

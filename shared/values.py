@@ -262,7 +262,6 @@ class _RequestIndex:
     """Requested values by their canonical spelling under each type."""
 
     def __init__(self, requested: Sequence[str], indicator_type: str | None) -> None:
-        self._wanted_type = indicator_type
         kinds = INDICATOR_TYPES if indicator_type is None else (indicator_type,)
         self._by_type: dict[str, dict[str, list[str]]] = {}
         for kind in kinds:
@@ -273,8 +272,11 @@ class _RequestIndex:
     def match(self, rows: Iterable[dict[str, Any]]) -> dict[str, dict[int, Any]]:
         found: dict[str, dict[int, Any]] = {}
         for row in rows:
+            row_id = str(row.get("id", "")).strip()
+            if not row_id.isdigit():
+                continue
             for value in self._requests_for(row):
-                found.setdefault(value, {})[int(row["id"])] = row
+                found.setdefault(value, {})[int(row_id)] = row
         return found
 
     def _requests_for(self, row: dict[str, Any]) -> list[str]:

@@ -110,9 +110,9 @@ def test_rotated_secret_is_picked_up_without_a_restart(
     try:
         status = body_of(post({"IndicatorIds": [tenant[1]["id"]]}))
     finally:
-        stack.identity.set_app_secrets(
-            LOCAL_CLIENT_ID, [new_secret, stack.client_secret]
-        )
+        # Put the stack's own secret back for the tests that follow.
+        stack.identity.set_secret(SECRET_NAME, stack.client_secret)
+        stack.identity.set_app_secrets(LOCAL_CLIENT_ID, [stack.client_secret])
 
     assert status["output"]["counts"]["deleted"] == 1
 

@@ -155,6 +155,16 @@ def test_keep_below_does_not_count_what_expires_before_the_next_run() -> None:
     assert selection.skipped["expiresBeforeNextRun"] == 3
 
 
+def test_keep_below_does_not_count_unowned_rows_that_expire_soon() -> None:
+    leaving = [indicator(app=OTHER_APP, expires_in_hours=2) for _ in range(3)]
+    staying = [indicator(age_days=20 - i) for i in range(4)]
+
+    selection = select(policy(rules={"keepBelow": 3}), leaving + staying, now=NOW)
+
+    assert selection.ids() == [int(staying[0]["id"])]
+    assert selection.skipped["notOwned"] == 3
+
+
 # --- ownership and protection ----------------------------------------------
 
 
