@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .caps import check_request_cap
 from .cleanup_job import run_cleanup
 from .errors import BatchDeleteError, RequestError, SettingsError, StorageError
 from .http_api import (
@@ -30,7 +29,7 @@ from .jobs import Job, JobStatus
 from .service import Service, get_service
 from .settings import Settings
 from .status import job_summary, status_document
-from .values import Resolution, resolve_values
+from .submission import submit
 
 __all__ = ["HttpCall", "handle_cleanup", "handle_http", "handle_timer"]
 
@@ -121,138 +120,20 @@ def _route(call: HttpCall, environ: Mapping[str, str] | None) -> ApiResponse:
 
 def _start(service: Service, request: DeleteRequest, call: HttpCall) -> ApiResponse:
     key = call.headers.get(_IDEMPOTENCY_HEADER) or request.request_id
-    if key and (existing := service.store.find_by_key(key)) is not None:
-        logger.info("job %s found by its idempotency key", existing.id)
-        return _job_response(service, service.work_on(existing, 0), call)
-
-    resolution = None
-    ids = list(request.ids)
-    if request.values:
-        try:
-            resolution = resolve_values(
-                service.client, request.values, request.indicator_type
-            )
-        except ValueError as exc:
-            raise RequestError(f"IndicatorValues: {exc}") from exc
-        ids = list(dict.fromkeys([*ids, *resolution.ids()]))
-    check_request_cap(len(ids), service.settings.max_ids_per_request)
-    audit = _audit(request, call, resolution)
-    if request.dry_run:
-        return _dry_run(service, request, call, ids, resolution, audit, key)
-
-    if ids:
-        service.daily_cap.reserve(len(ids))
-    job, _ = service.store.create(
-        ids,
-        requested_by=request.requested_by,
-        reason=request.reason,
-        idempotency_key=key,
-        audit=audit,
-        finished=not ids,
-    )
-    logger.info(
-        "job %s created: %d IDs, requestedBy=%r, reason=%r, incident=%r",
-        job.id,
-        len(ids),
-        request.requested_by,
-        request.reason,
-        request.incident_id,
-    )
-    job = service.work_on(job, service.settings.sync_wait_s)
-    return _job_response(service, job, call)
-
-
-def _dry_run(
-    service: Service,
-    request: DeleteRequest,
-    call: HttpCall,
-    ids: list[int],
-    resolution: Resolution | None,
-    audit: dict[str, Any],
-    key: str | None,
-) -> ApiResponse:
-    preview = _preview(service, ids, resolution)
-    audit["dryRun"] = True
-    audit["wouldDelete"] = len(preview["wouldDelete"])
-    job, _ = service.store.create(
-        ids,
-        requested_by=request.requested_by,
-        reason=request.reason,
-        idempotency_key=key,
-        audit=audit,
-        finished=True,
-    )
-    logger.info("dry run %s: %d would be deleted", job.id, audit["wouldDelete"])
-    document = job_summary(job)
-    document["output"] = preview
-    return json_response(200, document)
-
-
-def _preview(
-    service: Service, ids: list[int], resolution: Resolution | None
-) -> dict[str, Any]:
-    chosen: dict[int, tuple[dict[str, Any], str]] = {}
-    for value, rows in (resolution.matches if resolution else {}).items():
-        for row in rows:
-            chosen.setdefault(int(row["id"]), (row, f"value {value!r}"))
-    missing: list[int] = []
-    explicit = [i for i in ids if i not in chosen]
-    if explicit:
-        tenant = {int(r["id"]): r for r in service.client.list_indicators()}
-        for i in explicit:
-            if i in tenant:
-                chosen[i] = (tenant[i], "requested ID")
-            else:
-                missing.append(i)
-    would = [_preview_row(row, rule) for row, rule in chosen.values()]
-    return {
-        "dryRun": True,
-        "wouldDelete": sorted(would, key=lambda r: int(r["id"])),
-        "notFound": {
-            "ids": [str(i) for i in sorted(missing)],
-            "values": list(resolution.unmatched) if resolution else [],
-        },
-    }
-
-
-def _preview_row(row: Mapping[str, Any], rule: str) -> dict[str, Any]:
-    fields = (
-        "id",
-        "indicatorValue",
-        "indicatorType",
-        "action",
-        "application",
-        "createdBy",
-        "expirationTime",
-    )
-    return {**{name: row.get(name) for name in fields}, "rule": rule}
-
-
-def _audit(
-    request: DeleteRequest, call: HttpCall, resolution: Resolution | None
-) -> dict[str, Any]:
     caller = {
         name: call.headers[header]
         for name, header in _PRINCIPAL_HEADERS.items()
         if call.headers.get(header)
     }
-    audit: dict[str, Any] = {
-        "source": "http",
-        "caller": caller or {"authentication": "function key"},
-        "incidentId": request.incident_id,
-        "incidentUrl": request.incident_url,
-        "requestedIds": len(request.ids),
-    }
-    if resolution is not None:
-        audit["values"] = {
-            "indicatorType": request.indicator_type,
-            "matched": {
-                value: sorted(str(r["id"]) for r in rows)
-                for value, rows in resolution.matches.items()
-            },
-            "unmatched": list(resolution.unmatched),
-        }
-    return audit
+    submission = submit(service, request, idempotency_key=key, caller=caller)
+    if submission.preview is not None:
+        document = job_summary(submission.job)
+        document["output"] = submission.preview
+        return json_response(200, document)
+    job = submission.job
+    if submission.created:
+        job = service.work_on(job, service.settings.sync_wait_s)
+    return _job_response(service, job, call)
 
 
 def _status(service: Service, call: HttpCall) -> ApiResponse:
