@@ -37,6 +37,7 @@ def check_request_cap(count: int, maximum: int) -> None:
             f"may delete is {maximum} (app setting MAX_IDS_PER_REQUEST). Split "
             "the request, or raise the setting if this is intended",
             status=400,
+            code="RequestCapExceeded",
         )
 
 
@@ -73,9 +74,18 @@ class DailyCap:
                     "per UTC day across all callers). Retry tomorrow, or raise "
                     "the setting if this is intended",
                     status=429,
+                    code="DailyCapExceeded",
+                    retry_after_s=self._seconds_to_midnight(),
                 )
             if self._write(row_key, total, etag):
                 return total
+
+    def _seconds_to_midnight(self) -> int:
+        now = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+        midnight = (now + dt.timedelta(days=1)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        return max(1, int((midnight - now).total_seconds()))
 
     def _day(self) -> str:
         return dt.datetime.fromtimestamp(self._clock(), dt.UTC).strftime("%Y%m%d")

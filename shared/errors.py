@@ -69,11 +69,15 @@ class RequestError(BatchDeleteError):
         *,
         status: int = 400,
         problems: Sequence[Problem] = (),
+        code: str | None = None,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.problems = list(problems)
+        self.code = code
+        self.retry_after_s = retry_after_s
 
 
 class CredentialError(BatchDeleteError):

@@ -31,7 +31,13 @@ from .settings import Settings
 from .status import job_summary, status_document
 from .submission import submit
 
-__all__ = ["HttpCall", "handle_cleanup", "handle_http", "handle_timer"]
+__all__ = [
+    "JOB_FILTERS",
+    "HttpCall",
+    "handle_cleanup",
+    "handle_http",
+    "handle_timer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ _PRINCIPAL_HEADERS = {
     "principalId": "x-ms-client-principal-id",
     "identityProvider": "x-ms-client-principal-idp",
 }
-_JOB_FILTERS = ("status", "requestedBy", "since", "top", "tenantId")
+JOB_FILTERS = ("status", "requestedBy", "since", "top", "tenantId")
 
 
 @dataclass(frozen=True)
@@ -147,11 +153,11 @@ def _status(service: Service, call: HttpCall) -> ApiResponse:
 
 
 def _list_jobs(service: Service, call: HttpCall) -> ApiResponse:
-    unknown = sorted(set(call.params) - {*_JOB_FILTERS, "code"})
+    unknown = sorted(set(call.params) - {*JOB_FILTERS, "code"})
     if unknown:
         raise RequestError(
             f"unknown query parameter(s) {', '.join(unknown)}; "
-            f"filters are {', '.join(_JOB_FILTERS)}"
+            f"filters are {', '.join(JOB_FILTERS)}"
         )
     status = call.params.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:

@@ -24,6 +24,8 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_TEXT_FIELD_CHARS",
     "MAX_VALUES_PER_REQUEST",
+    "MAX_VALUE_CHARS",
+    "REQUEST_FIELDS",
     "ApiResponse",
     "DeleteRequest",
     "error_response",
@@ -59,6 +61,8 @@ _TEXT_FIELDS = (
 _ID_FIELD = "IndicatorIds"
 _VALUE_FIELD = "IndicatorValues"
 _DRY_RUN_FIELD = "dryRun"
+# Every body field a delete request may carry.
+REQUEST_FIELDS = frozenset({_ID_FIELD, _VALUE_FIELD, _DRY_RUN_FIELD, *_TEXT_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,14 @@ def json_response(
 
 
 def error_response(error: RequestError) -> ApiResponse:
-    body: dict[str, Any] = {"code": _code_for(error.status), "message": error.message}
+    code = error.code or _code_for(error.status)
+    body: dict[str, Any] = {"code": code, "message": error.message}
     if error.problems:
         body["problems"] = [p.to_dict() for p in error.problems]
-    return json_response(error.status, {"error": body})
+    headers = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
+    return json_response(error.status, {"error": body}, headers)
 
 
 def parse_delete_request(content_type: str | None, body: bytes) -> DeleteRequest:
@@ -196,7 +204,7 @@ def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
 
 
 def _unknown_fields(document: Mapping[str, Any]) -> list[Problem]:
-    known = {_ID_FIELD, _VALUE_FIELD, _DRY_RUN_FIELD, *_TEXT_FIELDS}
+    known = REQUEST_FIELDS
     problems = []
     for name in document:
         if name in known:
@@ -236,6 +244,7 @@ def _first(problems: list[Problem]) -> str:
 
 def _code_for(status: int) -> str:
     return {
+        403: "Forbidden",
         413: "PayloadTooLarge",
         415: "UnsupportedMediaType",
         404: "NotFound",

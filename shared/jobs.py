@@ -43,6 +43,7 @@ from .outcomes import decode_outcome, encode_outcome
 from .report import BatchOutcome
 
 __all__ = [
+    "MAX_IDS_PER_JOB",
     "MAX_PIECES_PER_JOB",
     "Job",
     "JobStatus",
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 # A transaction holds at most 100 operations: the job, its key, 98 pieces.
 _MAX_OPERATIONS = 100
 MAX_PIECES_PER_JOB = _MAX_OPERATIONS - 2
+MAX_IDS_PER_JOB = MAX_PIECES_PER_JOB * MAX_IDS_PER_BATCH
 # Table Storage strings hold 64 KiB of UTF-16: 32K characters.
 _MAX_AUDIT_CHARS = 30_000
 _MAX_FIELD_CHARS = 2_000

@@ -103,6 +103,7 @@ def resolve_tenant(settings: Settings, requested: str | None) -> str:
         f"tenant {requested!r} is not one this app may act on; add it to the "
         "app setting DEFENDER_TENANT_IDS",
         status=403,
+        code="TenantNotAllowed",
     )
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from .cleanup import CleanupPolicy, PolicyError
 from .errors import SettingsError
+from .jobs import MAX_IDS_PER_JOB
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -210,7 +211,9 @@ class Settings:
             ),
             extra_tenant_ids=reader.tenants("DEFENDER_TENANT_IDS"),
             max_ids_per_request=reader.count(
-                "MAX_IDS_PER_REQUEST", DEFAULT_MAX_IDS_PER_REQUEST
+                "MAX_IDS_PER_REQUEST",
+                DEFAULT_MAX_IDS_PER_REQUEST,
+                maximum=MAX_IDS_PER_JOB,
             ),
             max_deletes_per_day=reader.count(
                 "MAX_DELETES_PER_DAY", DEFAULT_MAX_DELETES_PER_DAY
@@ -260,12 +263,14 @@ class _Reader:
             self.problems.append(f"{name}: {exc}")
             return parse_rate_limits(default)
 
-    def count(self, name: str, default: int) -> int:
+    def count(self, name: str, default: int, maximum: int | None = None) -> int:
         text = self._value(name)
         if text is None:
             return default
-        if not text.isdigit() or int(text) < 1:
-            self.problems.append(f"{name} must be a whole number of at least 1")
+        too_big = maximum is not None and text.isdigit() and int(text) > maximum
+        if not text.isdigit() or int(text) < 1 or too_big:
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            self.problems.append(f"{name} must be a whole number of at least 1{upper}")
             return default
         return int(text)
 

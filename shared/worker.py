@@ -212,10 +212,20 @@ class Worker:
             pieces = self._store.pieces_of(job)
             if any(p.remaining for p in pieces):
                 continue
-            failed = any(p.outcome.failed for p in pieces)
-            status = JobStatus.FAILED if failed else JobStatus.COMPLETED
+            total = BatchOutcome()
+            for piece in pieces:
+                total.merge(piece.outcome)
+            status = JobStatus.FAILED if total.failed else JobStatus.COMPLETED
             self._store.set_status(job, status)
-            logger.info("job %s: %s", job_id, status.value)
+            logger.info(
+                "job %s: %s (deleted=%d, notFound=%d, forbidden=%d, failed=%d)",
+                job_id,
+                status.value,
+                len(total.deleted),
+                len(total.not_found),
+                len(total.forbidden),
+                len(total.failed),
+            )
 
 
 def _pack(pieces: Sequence[Piece]) -> list[Piece]:

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from .yaml_subset import load as load_yaml_subset
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 AZUREDEPLOY = ROOT / "deploy" / "azuredeploy.json"
@@ -18,13 +17,7 @@ README = ROOT / "README.md"
 
 
 def read_yaml(path: Path) -> Any:
-    """PyYAML where installed, else the subset reader the spec is written for."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        import yaml
-    except ImportError:
-        return load_yaml_subset(text)
-    return yaml.safe_load(text)
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ DOC = ROOT / "docs" / "operations.md"
 # If one changes, change the query that parses it in the same commit.
 QUERIED_LOG_FORMATS = (
     '"job %s created: %d IDs, requestedBy=%r, reason=%r, incident=%r"',
-    '"job %s: %s", job_id, status.value',
+    '"job %s: %s (deleted=%d, notFound=%d, forbidden=%d, failed=%d)"',
     '"%s %s %s %.0f ms", method',
     '"%s %s %s %s %.0f ms target=%s"',
     '"%s %s failed after %.0f ms: %s"',
