@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-_WAIT_STEP_S = 0.25
+# How often a caller whose job another thread is working on looks at it.
+_WAIT_STEP_S = 0.5
 
 _services: dict[tuple[Settings, str], Service] = {}
 _services_lock = threading.Lock()
@@ -52,6 +53,7 @@ class Service:
     worker: Worker
     daily_cap: DailyCap
     is_home: bool
+    _draining: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: Settings, tenant_id: str) -> Service:
@@ -70,20 +72,37 @@ class Service:
         tokens = DefenderTokenProvider(tenant_settings, secrets)
         client = DefenderClient(settings.api_url, tokens, budget)
         store = JobStore(table, partition)
-        worker = Worker(store, client, budget, linger_s=settings.linger_s)
+        worker = Worker(
+            store,
+            client,
+            budget,
+            linger_s=settings.linger_s,
+            max_linger_s=settings.max_linger_s,
+        )
         cap = DailyCap(table, partition, settings.max_deletes_per_day)
         is_home = tenant_id == settings.tenant_id
         return cls(tenant_settings, tenant_id, client, store, worker, cap, is_home)
 
     def work_on(self, job: Job, seconds: float) -> Job:
-        """Drain pending work until `job` finishes or time runs out."""
+        """Drain pending work until `job` finishes or time runs out.
+
+        One thread per process drains at a time; the others wait on their
+        jobs, so a burst of requests does not multiply the polling of the
+        state table.
+        """
         deadline = time.time() + seconds
         current = job
         while not current.finished and time.time() < deadline:
-            self.worker.drain(deadline=deadline, done=lambda: self._finished(job.id))
+            if self._draining.acquire(blocking=False):
+                try:
+                    self.worker.drain(
+                        deadline=deadline, done=lambda: self._finished(job.id)
+                    )
+                finally:
+                    self._draining.release()
             current = self.store.get(job.id) or current
             if not current.finished:
-                time.sleep(_WAIT_STEP_S)
+                time.sleep(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
         return current
 
     def _finished(self, job_id: str) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_BATCH_DELETE_LIMITS",
     "DEFAULT_LINGER_S",
     "DEFAULT_LIST_LIMITS",
+    "DEFAULT_MAX_LINGER_S",
     "DEFAULT_SECRET_NAME",
     "DEFAULT_SYNC_WAIT_S",
     "DEFAULT_TOKEN_SCOPE",
@@ -43,6 +44,7 @@ DEFAULT_BATCH_DELETE_LIMITS = "30/60s,1500/3600s"
 DEFAULT_LIST_LIMITS = "100/60s,1500/3600s"
 DEFAULT_SYNC_WAIT_S = 20.0
 DEFAULT_LINGER_S = 1.0
+DEFAULT_MAX_LINGER_S = 10.0
 DEFAULT_MAX_IDS_PER_REQUEST = 5_000
 DEFAULT_MAX_DELETES_PER_DAY = 10_000
 DEFAULT_AUDIT_RETENTION_DAYS = 90
@@ -66,6 +68,7 @@ SETTING_NAMES = frozenset(
         "LIST_RATE_LIMITS",
         "SYNC_WAIT_SECONDS",
         "BATCH_LINGER_SECONDS",
+        "BATCH_MAX_LINGER_SECONDS",
         "MAX_IDS_PER_REQUEST",
         "MAX_DELETES_PER_DAY",
         "AUDIT_RETENTION_DAYS",
@@ -148,6 +151,7 @@ class Settings:
     list_limits: tuple[RateLimit, ...]
     sync_wait_s: float = DEFAULT_SYNC_WAIT_S
     linger_s: float = DEFAULT_LINGER_S
+    max_linger_s: float = DEFAULT_MAX_LINGER_S
     extra_tenant_ids: tuple[str, ...] = ()
     max_ids_per_request: int = DEFAULT_MAX_IDS_PER_REQUEST
     max_deletes_per_day: int = DEFAULT_MAX_DELETES_PER_DAY
@@ -208,6 +212,9 @@ class Settings:
             ),
             linger_s=reader.seconds(
                 "BATCH_LINGER_SECONDS", DEFAULT_LINGER_S, _MAX_LINGER_S
+            ),
+            max_linger_s=reader.seconds(
+                "BATCH_MAX_LINGER_SECONDS", DEFAULT_MAX_LINGER_S, _MAX_LINGER_S
             ),
             extra_tenant_ids=reader.tenants("DEFENDER_TENANT_IDS"),
             max_ids_per_request=reader.count(

@@ -2,8 +2,10 @@
 
 Several jobs' pieces share one BatchDelete call when they are waiting, so many
 small requests do not each spend one of the 30 calls a minute. A batch smaller
-than 500 IDs is held back for a short linger while its oldest piece is young,
-giving other requests a moment to join it. Outcomes are split back to the
+than 500 IDs is sent once arrivals go quiet (no new piece for `linger_s`) or
+its oldest piece has waited `max_linger_s`, whichever comes first: a lone
+request waits only the quiet period, while a burst of small requests fills
+batches instead of spending a call each. Outcomes are split back to the
 pieces they came from.
 """
 
@@ -25,12 +27,19 @@ from .outcomes import restrict
 from .pacing import RateBudget
 from .report import BatchOutcome, Failure
 
-__all__ = ["DEFAULT_LINGER_S", "LEASE_S", "MAX_PIECE_ATTEMPTS", "Worker"]
+__all__ = [
+    "DEFAULT_LINGER_S",
+    "DEFAULT_MAX_LINGER_S",
+    "LEASE_S",
+    "MAX_PIECE_ATTEMPTS",
+    "Worker",
+]
 
 logger = logging.getLogger(__name__)
 
 LEASE_S = 120.0
 DEFAULT_LINGER_S = 1.0
+DEFAULT_MAX_LINGER_S = 10.0
 MAX_PIECE_ATTEMPTS = 5
 RETRY_BASE_S = 2.0
 RETRY_MAX_S = 60.0
@@ -52,6 +61,7 @@ class Worker:
         *,
         concurrency: int = 4,
         linger_s: float = DEFAULT_LINGER_S,
+        max_linger_s: float = DEFAULT_MAX_LINGER_S,
         lease_s: float = LEASE_S,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -61,6 +71,7 @@ class Worker:
         self._budget = budget
         self._concurrency = concurrency
         self._linger_s = linger_s
+        self._max_linger_s = max(linger_s, max_linger_s)
         self._lease_s = lease_s
         self._clock = clock
         self._sleep = sleep
@@ -104,7 +115,7 @@ class Worker:
             return None
         pack = _pack(pieces)
         size = sum(len(p.remaining) for p in pack)
-        wait = self._linger_left(pack, size)
+        wait = self._linger_left(pack, size, pieces)
         if wait > 0:
             self._sleep(min(wait, IDLE_POLL_S, max(0.0, deadline - self._clock())))
             return False
@@ -116,11 +127,19 @@ class Worker:
         self._settle(claimed, claim)
         return True
 
-    def _linger_left(self, pack: Sequence[Piece], size: int) -> float:
+    def _linger_left(
+        self, pack: Sequence[Piece], size: int, waiting: Sequence[Piece]
+    ) -> float:
+        """Seconds to hold a partial batch: until quiet, or the oldest is due."""
         if size >= MAX_IDS_PER_BATCH:
             return 0.0
+        now = self._clock()
+        newest = max(p.created_ms for p in waiting) / 1000
         oldest = min(p.created_ms for p in pack) / 1000
-        return oldest + self._linger_s - self._clock()
+        quiet_left = newest + self._linger_s - now
+        if quiet_left <= 0:
+            return 0.0
+        return min(quiet_left, oldest + self._max_linger_s - now)
 
     def _settle(self, pieces: list[Piece], claim: str) -> None:
         ids = [i for p in pieces for i in p.remaining]
