@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
 
-.PHONY: run serve test lint typecheck unit bench faults deps clean
+.PHONY: run serve test lint typecheck unit bench faults cleanup-preview deps clean
 
 run: deps
 	$(PY) -m localdev.demo
@@ -28,10 +28,16 @@ lint: $(PY_STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(PY_STAMP)
-	$(VENV)/bin/mypy --strict shared emulator localdev
+	$(VENV)/bin/mypy --strict shared emulator localdev cli
 
 bench: deps
 	$(PY) -m bench
+
+faults: deps
+	$(PY) -m bench.faults
+
+cleanup-preview: deps
+	$(PY) -m localdev.demo --cleanup-preview
 
 deps: $(PY_STAMP) $(NODE_STAMP)
 

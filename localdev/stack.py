@@ -127,6 +127,13 @@ class LocalStack:
                 port=self.options.host_port,
                 environ=self.settings,
             )
+            # The API description, served beside the API as a user would
+            # fetch it (see openapi.yaml).
+            self.host.host.add_static(
+                f"/{self.host.host.route_prefix}/openapi.yaml",
+                REPO_ROOT / "openapi.yaml",
+                mimetype="application/yaml",
+            )
 
     def _app_settings(self) -> dict[str, str]:
         assert self.azurite and self.identity and self.emulator

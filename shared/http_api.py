@@ -127,7 +127,9 @@ def parse_delete_request(content_type: str | None, body: bytes) -> DeleteRequest
     dry_run = document.get(_DRY_RUN_FIELD, False)
     if not isinstance(dry_run, bool):
         problems.append(Problem(_DRY_RUN_FIELD, "must be true or false"))
-    values = _values(document.get(_VALUE_FIELD), problems)
+    values = (
+        _values(document[_VALUE_FIELD], problems) if _VALUE_FIELD in document else []
+    )
     if problems:
         raise RequestError(_first(problems), problems=problems)
 
@@ -150,8 +152,6 @@ def parse_delete_request(content_type: str | None, body: bytes) -> DeleteRequest
 
 def _values(raw: Any, problems: list[Problem]) -> list[str]:
     """IOC values, trimmed and folded; every bad entry becomes a problem."""
-    if raw is None:
-        return []
     if not isinstance(raw, list) or not raw:
         problems.append(Problem(_VALUE_FIELD, "must be a non-empty array of strings"))
         return []
@@ -227,6 +227,9 @@ def _text(
         return None
     if not isinstance(value, str):
         problems.append(Problem(name, "must be a string"))
+        return None
+    if not value.strip():
+        # Logic Apps sends "" for empty dynamic content: the same as absent.
         return None
     if len(value) > MAX_TEXT_FIELD_CHARS:
         problems.append(

@@ -24,9 +24,11 @@ __all__ = [
 MAX_IDS_PER_BATCH = 500
 # A list of 100,000 bad entries should not produce a 100,000-line answer.
 MAX_REPORTED_PROBLEMS = 50
-# Defender's IDs are 64-bit integers; anything longer cannot be one.
-_MAX_ID_DIGITS = 19
-_MAX_ID = 2**63 - 1
+# Defender's IDs are 64-bit integers; at most 18 significant digits are
+# accepted (a bound the OpenAPI pattern can state exactly), far above any ID
+# Defender hands out, and no string is turned into an unbounded int.
+_MAX_ID_DIGITS = 18
+_MAX_ID = 10**_MAX_ID_DIGITS - 1
 
 
 def parse_indicator_ids(values: Any, *, field: str = "IndicatorIds") -> list[int]:
@@ -80,9 +82,12 @@ def _parse_one(value: Any) -> int | str:
         text = value.strip()
         if not text:
             return "empty string"
-        if len(text) > _MAX_ID_DIGITS or not text.isascii() or not text.isdigit():
+        if not text.isascii() or not text.isdigit():
             return f"{_shorten(value)!r} is not a positive integer"
-        return _in_range(int(text), repr(_shorten(value)))
+        significant = text.lstrip("0")
+        if len(significant) > _MAX_ID_DIGITS:
+            return f"{_shorten(value)!r} is too large to be an indicator ID"
+        return _in_range(int(significant or "0"), repr(_shorten(value)))
     return f"{_kind(value)} is not an indicator ID"
 
 

@@ -191,7 +191,7 @@ def test_a_field_outside_the_schema_is_refused(openapi: dict[str, Any]) -> None:
 def test_request_limits_are_the_codes_limits(openapi: dict[str, Any]) -> None:
     properties = _request_schema(openapi)["properties"]
     values = properties["IndicatorValues"]
-    kind = _resolve(openapi, properties["indicatorType"]["$ref"])
+    kind = _resolve(openapi, properties["indicatorType"]["allOf"][0]["$ref"])
 
     assert values["maxItems"] == http_api.MAX_VALUES_PER_REQUEST
     assert values["items"]["maxLength"] == http_api.MAX_VALUE_CHARS

@@ -25,7 +25,7 @@ def test_strings_integers_and_padding_are_accepted_and_folded() -> None:
         (None, "null"),
         ({"id": 1}, "an object"),
         ([1], "an array"),
-        ("9" * 30, "not a positive integer"),
+        ("9" * 30, "too large"),
         (2**64, "too large"),
         ("١٢", "not a positive integer"),
     ],
@@ -40,6 +40,10 @@ def test_invalid_entry_rejects_the_whole_request_naming_it(
     assert error.status == 400
     assert [p.where for p in error.problems] == ["IndicatorIds[1]"]
     assert fragment in error.problems[0].message
+
+
+def test_leading_zeros_do_not_count_towards_the_length_limit() -> None:
+    assert parse_indicator_ids(["0" * 40 + "7", "9" * 18]) == [7, 10**18 - 1]
 
 
 def test_every_bad_entry_is_named_up_to_a_cap() -> None:
