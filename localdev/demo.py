@@ -1,5 +1,9 @@
 """`make run`: delete this app's indicators from a realistic local tenant.
 
+`make cleanup-preview` (``--cleanup-preview``) instead previews, on the same
+seeded tenant, what a scheduled cleanup policy owning ``ioc-batch-delete``
+would delete, and deletes nothing.
+
 Starts the local stack seeded with 15,000 indicators, then calls the HTTP
 function as a Sentinel playbook would: it sends the IDs of every indicator
 the application ``ioc-batch-delete`` created, the way real callers send them
@@ -23,6 +27,7 @@ from typing import Any
 import requests
 from tqdm import tqdm
 
+from cli.__main__ import main as cli_main
 from localdev.stack import DEFAULT_WORKDIR, LocalStack, StackOptions
 
 __all__ = ["main"]
@@ -37,10 +42,26 @@ DEMO_SYNC_WAIT_S = "0"
 _BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} IDs"
 
 
-def main() -> int:
+# The policy the cleanup preview shows: this app's own indicators that are
+# over 90 days old, or over 30 days old with no expiry.
+PREVIEW_POLICY = {
+    "owners": {"applications": [OWN_APPLICATION]},
+    "rules": {"olderThanDays": 90, "noExpiryOlderThanDays": 30},
+    "maxPerRun": 15000,
+    "mode": "preview",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--cleanup-preview"]:
+        return _cleanup_preview()
+    if args:
+        print("usage: python -m localdev.demo [--cleanup-preview]", file=sys.stderr)
+        return 2
     options = StackOptions(
         workdir=DEFAULT_WORKDIR / "run",
         keep_storage=False,
@@ -69,6 +90,23 @@ def main() -> int:
     if not problems:
         print("OK: exactly the requested indicators are gone; all others remain")
     return 1 if problems else 0
+
+
+def _cleanup_preview() -> int:
+    options = StackOptions(workdir=DEFAULT_WORKDIR / "run", keep_storage=False)
+    print("starting Azurite, the Defender emulator, identity stand-ins, functions host")
+    with LocalStack(options) as stack:
+        before = len(_tenant(stack.emulator_url))
+        print(f"cleanup policy: {json.dumps(PREVIEW_POLICY)}")
+        status = cli_main(
+            ["cleanup", "--preview", "--policy", json.dumps(PREVIEW_POLICY)]
+        )
+        after = len(_tenant(stack.emulator_url))
+    if status != 0 or after != before:
+        print(f"FAILED: the preview exited {status}; tenant {before} -> {after}")
+        return 1
+    print(f"OK: preview only; the tenant still holds all {after} indicators")
+    return 0
 
 
 def _tenant(emulator_url: str) -> list[dict[str, Any]]:
