@@ -39,7 +39,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from .errors import StorageError
 from .ids import MAX_IDS_PER_BATCH, chunk_ids
-from .outcomes import decode_outcome, encode_outcome
+from .outcomes import combine, decode_outcome, encode_outcome
 from .report import BatchOutcome
 
 __all__ = [
@@ -63,6 +63,7 @@ _MAX_FIELD_CHARS = 2_000
 _JOB = "job-"
 _IDEM = "idem-"
 _PIECE = "piece-"
+_LATE_WRITE_ATTEMPTS = 5
 _PENDING = "pending"
 _CLAIMED = "claimed"
 _DONE = "done"
@@ -311,13 +312,12 @@ class JobStore:
         """Store what was settled of each claimed piece; False if we lost them."""
         current = {p.row_key: p for p in self._reread(pieces)}
         if not all(p.claim == claim and p.state == _CLAIMED for p in current.values()):
-            logger.warning("claim %s was taken over; its results are dropped", claim)
+            self._record_late_deletions(settled)
             return False
         operations = []
         for key, piece in current.items():
             outcome = settled.get(key, BatchOutcome())
-            merged = piece.outcome
-            merged.merge(outcome)
+            merged = combine(piece.outcome, outcome)
             done_ids = set(outcome.settled_ids())
             remaining = [i for i in piece.remaining if i not in done_ids]
             state = _DONE if not remaining else _PENDING
@@ -333,6 +333,40 @@ class JobStore:
             }
             operations.append(("update", entity, _if_match(piece.etag)))
         return self._submit(operations, pieces, claim)
+
+    def _record_late_deletions(self, settled: dict[str, BatchOutcome]) -> None:
+        """Keep the 204s of a claim that was taken over.
+
+        Another worker now owns the pieces and may already have resent these
+        IDs and been told 404; a confirmed deletion is still the truth, so it
+        is merged in and wins. Everything else this claim learned is left to
+        the new owner.
+        """
+        logger.warning("a claim was taken over; keeping only its confirmed deletions")
+        for key, outcome in settled.items():
+            if not outcome.deleted:
+                continue
+            confirmed = BatchOutcome(deleted=list(outcome.deleted))
+            for _ in range(_LATE_WRITE_ATTEMPTS):
+                piece = self._read_piece(key)
+                remaining = [i for i in piece.remaining if i not in confirmed.deleted]
+                entity = {
+                    "PartitionKey": self._partition,
+                    "RowKey": key,
+                    "Ids": json.dumps(remaining),
+                    "Outcome": encode_outcome(combine(piece.outcome, confirmed)),
+                }
+                if not remaining:
+                    entity["State"] = _DONE
+                operation = ("update", entity, _if_match(piece.etag))
+                try:
+                    self._table.submit_transaction([operation])
+                    break
+                except TableTransactionError as exc:
+                    if exc.status_code != 412:
+                        raise StorageError("could not record deletions") from exc
+                except AzureError as exc:
+                    raise StorageError("could not record deletions") from exc
 
     def _submit(
         self, operations: list[Any], pieces: Sequence[Piece], claim: str
@@ -369,14 +403,14 @@ class JobStore:
         return True
 
     def _reread(self, pieces: Iterable[Piece]) -> list[Piece]:
-        result = []
-        for piece in pieces:
-            try:
-                entity = self._table.get_entity(self._partition, piece.row_key)
-            except AzureError as exc:
-                raise StorageError("could not read a piece") from exc
-            result.append(_piece_from(entity))
-        return result
+        return [self._read_piece(piece.row_key) for piece in pieces]
+
+    def _read_piece(self, row_key: str) -> Piece:
+        try:
+            entity = self._table.get_entity(self._partition, row_key)
+        except AzureError as exc:
+            raise StorageError("could not read a piece") from exc
+        return _piece_from(entity)
 
     def _query_pieces(self, condition: str) -> list[Piece]:
         query = (

@@ -13,7 +13,7 @@ from typing import Any
 
 from .report import BatchOutcome, Failure
 
-__all__ = ["decode_outcome", "encode_outcome", "restrict"]
+__all__ = ["combine", "decode_outcome", "encode_outcome", "restrict"]
 
 
 def encode_outcome(outcome: BatchOutcome) -> str:
@@ -46,6 +46,30 @@ def restrict(outcome: BatchOutcome, ids: Iterable[int]) -> BatchOutcome:
         not_found=[i for i in outcome.not_found if i in wanted],
         forbidden=[f for f in outcome.forbidden if f.id in wanted],
         failed=[f for f in outcome.failed if f.id in wanted],
+    )
+
+
+def combine(earlier: BatchOutcome, later: BatchOutcome) -> BatchOutcome:
+    """Both outcomes, each ID once: a 204-confirmed deletion wins, otherwise
+    the later answer replaces the earlier one.
+
+    Two answers for one ID arise when a worker whose lease ran out learns of
+    a 204 after another worker already resent the ID and was told 404.
+    """
+    deleted = set(earlier.deleted) | set(later.deleted)
+    newer = set(later.settled_ids())
+
+    def kept(ids: Iterable[int]) -> list[int]:
+        return [i for i in ids if i not in deleted and i not in newer]
+
+    return BatchOutcome(
+        deleted=sorted(deleted),
+        not_found=kept(earlier.not_found)
+        + [i for i in later.not_found if i not in deleted],
+        forbidden=[f for f in earlier.forbidden if f.id not in deleted | newer]
+        + [f for f in later.forbidden if f.id not in deleted],
+        failed=[f for f in earlier.failed if f.id not in deleted | newer]
+        + [f for f in later.failed if f.id not in deleted],
     )
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from shared.deletion import TenantListing, settle_batch
 from shared.ids import chunk_ids
+from shared.outcomes import combine
 from shared.report import BatchOutcome, DeletionReport
 
 from .fake_defender import FakeDefender
@@ -106,3 +107,13 @@ def test_every_id_settles_once_and_only_confirmed_deletions_are_reported(
     assert set(map(int, report["deleted"])) <= defender.confirmed
     assert not (set(requested) - forbidden) & defender.present
     assert {int(f["id"]) for f in report["forbidden"]} == forbidden & set(requested)
+
+
+def test_a_confirmed_deletion_wins_over_a_later_not_found() -> None:
+    earlier = BatchOutcome(not_found=[1, 2], deleted=[3])
+    later = BatchOutcome(deleted=[1], not_found=[3, 4])
+
+    merged = combine(earlier, later)
+
+    assert sorted(merged.deleted) == [1, 3]
+    assert sorted(merged.not_found) == [2, 4]
