@@ -270,6 +270,19 @@ class JobStore:
 
     # -- pieces -----------------------------------------------------------
 
+    def has_unfinished_pieces(self, job: Job) -> bool:
+        """Whether any piece of `job` still has IDs to settle (a cheap query)."""
+        query = (
+            f"PartitionKey eq '{self._partition}' and "
+            f"RowKey ge '{job.piece_prefix}' and RowKey lt '{job.piece_prefix}~' "
+            f"and State ne '{_DONE}'"
+        )
+        try:
+            rows = self._table.query_entities(query, select=["RowKey"])
+            return next(iter(rows), None) is not None
+        except AzureError as exc:
+            raise StorageError(f"could not read job {job.id}") from exc
+
     def claimable(self) -> list[Piece]:
         """Pieces that are pending, or claimed with an expired lease."""
         now = self._clock()

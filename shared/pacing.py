@@ -5,31 +5,39 @@ calls a minute and 1,500 an hour). A `RateBudget` hands out permission for one
 call at a time so those windows are never exceeded.
 
 A call is counted from the moment its slot is reserved until its answer
-arrives: its recorded time is moved to the arrival of the answer, the latest
-moment Defender can have counted it. Spacing reservations from those times by
-a full window therefore keeps Defender's own count, taken somewhere between
-our send and its answer, within the limit whatever the latency.
+arrives: while it is in flight it counts as happening now (Defender may
+count it at any moment until it answers), and once answered its recorded
+time is the arrival of the answer, the latest moment Defender can have
+counted it. Spacing calls from those times by a full window therefore keeps
+Defender's own count, taken somewhere between our send and its answer,
+within the limit whatever the latency. A call whose answer never comes back
+(its process died) stops counting as in flight after `MAX_IN_FLIGHT_S`,
+longer than any call can take with the client's timeouts and retries.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .settings import RateLimit
 
 __all__ = [
+    "MAX_IN_FLIGHT_S",
     "BudgetExhausted",
     "InProcessBudget",
     "RateBudget",
     "Slot",
+    "effective_times",
     "wait_needed",
 ]
 
 Clock = Callable[[], float]
+
+MAX_IN_FLIGHT_S = 300.0
 
 
 class BudgetExhausted(Exception):
@@ -66,6 +74,17 @@ class RateBudget(Protocol):
         ...
 
 
+def effective_times(
+    answered: Iterable[float], in_flight: Iterable[float], now: float
+) -> list[float]:
+    """Sorted call times, with calls still in flight counted at `now`."""
+    flying = [
+        now if reserved > now - MAX_IN_FLIGHT_S else reserved + MAX_IN_FLIGHT_S
+        for reserved in in_flight
+    ]
+    return sorted([*answered, *flying])
+
+
 def wait_needed(
     times: Sequence[float], limits: Sequence[RateLimit], now: float
 ) -> float:
@@ -94,6 +113,7 @@ class InProcessBudget:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._times: dict[str, dict[int, float]] = {api: {} for api in limits}
+        self._in_flight: dict[str, dict[int, float]] = {api: {} for api in limits}
         self._blocked_until: dict[str, float] = {}
         self._next_key = 0
 
@@ -115,25 +135,29 @@ class InProcessBudget:
             self._blocked_until[api] = max(self._blocked_until.get(api, 0), until)
 
     def _wait(self, api: str, now: float) -> float:
-        times = sorted(self._times[api].values())
+        times = effective_times(
+            self._times[api].values(), self._in_flight[api].values(), now
+        )
         wait = wait_needed(times, self._limits[api], now)
         return max(wait, self._blocked_until.get(api, 0) - now)
 
     def _reserve(self, api: str, now: float) -> Slot:
         self._next_key += 1
-        self._times[api][self._next_key] = now
+        self._in_flight[api][self._next_key] = now
         self._forget_old(api, now)
         return Slot(api, self._next_key, self._release)
 
     def _release(self, slot: Slot, sent: bool) -> None:
         with self._lock:
+            self._in_flight[slot.api].pop(slot.key, None)
             if sent:
                 self._times[slot.api][slot.key] = self._clock()
-            else:
-                self._times[slot.api].pop(slot.key, None)
 
     def _forget_old(self, api: str, now: float) -> None:
         longest = max(limit.window_s for limit in self._limits[api])
-        times = self._times[api]
-        for key in [k for k, t in times.items() if t <= now - longest]:
-            del times[key]
+        for times, age in (
+            (self._times[api], longest),
+            (self._in_flight[api], longest + MAX_IN_FLIGHT_S),
+        ):
+            for key in [k for k, t in times.items() if t <= now - age]:
+                del times[key]

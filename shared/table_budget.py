@@ -2,10 +2,11 @@
 
 One entity per tenant and API holds the recent calls (a random 64-bit key and
 the time of each, packed as binary to stay far below the 64 KiB property
-limit at 1,500 calls an hour) and the time until which Defender asked every
-caller to wait. Updates use the entity's ETag; a 412 after the SDK's own
-retry may mean the first attempt was applied, so it is re-read and checked
-for our own key before being treated as a lost race.
+limit at 1,500 calls an hour; a call still in flight is stored with its
+reservation time negated, see `shared.pacing`) and the time until which
+Defender asked every caller to wait. Updates use the entity's ETag; a 412
+after the SDK's own retry may mean the first attempt was applied, so it is
+re-read and checked for our own key before being treated as a lost race.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 
 from .errors import StorageError
-from .pacing import BudgetExhausted, Slot, wait_needed
+from .pacing import (
+    MAX_IN_FLIGHT_S,
+    BudgetExhausted,
+    Slot,
+    effective_times,
+    wait_needed,
+)
 from .settings import RateLimit
 
 __all__ = ["TableBudget"]
@@ -66,8 +73,8 @@ class TableBudget:
             now = self._clock()
             wait = self._wait(api, state, now)
             if wait <= 0:
-                state.calls[key] = now
-                if self._write(state, _holds(key, now)):
+                state.calls[key] = -now
+                if self._write(state, _holds(key, -now)):
                     return Slot(api, key, self._release)
                 continue
             if deadline is not None and now + wait > deadline:
@@ -101,8 +108,15 @@ class TableBudget:
     def _wait(self, api: str, state: _State, now: float) -> float:
         limits = self._limits[api]
         longest = max(limit.window_s for limit in limits)
-        state.calls = {k: t for k, t in state.calls.items() if t > now - longest}
-        wait = wait_needed(sorted(state.calls.values()), limits, now)
+        state.calls = {
+            k: t
+            for k, t in state.calls.items()
+            if t > now - longest or -t > now - longest - MAX_IN_FLIGHT_S
+        }
+        answered = [t for t in state.calls.values() if t > 0]
+        in_flight = [-t for t in state.calls.values() if t < 0]
+        times = effective_times(answered, in_flight, now)
+        wait = wait_needed(times, limits, now)
         return max(wait, state.blocked_until - now)
 
     def _read(self, api: str) -> _State:

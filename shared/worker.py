@@ -91,11 +91,11 @@ class Worker:
         sent = [0]
         lock = threading.Lock()
 
-        def loop() -> None:
+        def loop(lane: int) -> None:
             while not stop.is_set() and self._clock() < deadline:
                 if done is not None and done():
                     break
-                outcome = self._step(deadline)
+                outcome = self._step(deadline, lane)
                 if outcome is None:
                     break
                 if outcome:
@@ -104,16 +104,21 @@ class Worker:
             stop.set()
 
         with ThreadPoolExecutor(self._concurrency, "drain") as pool:
-            for future in [pool.submit(loop) for _ in range(self._concurrency)]:
+            for future in [pool.submit(loop, n) for n in range(self._concurrency)]:
                 future.result()
         return sent[0]
 
-    def _step(self, deadline: float) -> bool | None:
-        """One pack: True when sent, False to look again, None when idle."""
+    def _step(self, deadline: float, lane: int = 0) -> bool | None:
+        """One pack: True when sent, False to look again, None when idle.
+
+        Concurrent lanes of one drain start from different packs among the
+        oldest, so they do not all race for the same pieces.
+        """
         pieces = self._store.claimable()
         if not pieces:
             return None
-        pack = _pack(pieces)
+        packs = _packs(pieces, self._concurrency)
+        pack = packs[lane % len(packs)]
         size = sum(len(p.remaining) for p in pack)
         wait = self._linger_left(pack, size, pieces)
         if wait > 0:
@@ -228,9 +233,9 @@ class Worker:
             job = self._store.get(job_id)
             if job is None or job.finished:
                 continue
-            pieces = self._store.pieces_of(job)
-            if any(p.remaining for p in pieces):
+            if self._store.has_unfinished_pieces(job):
                 continue
+            pieces = self._store.pieces_of(job)
             total = BatchOutcome()
             for piece in pieces:
                 total.merge(piece.outcome)
@@ -247,17 +252,23 @@ class Worker:
             )
 
 
-def _pack(pieces: Sequence[Piece]) -> list[Piece]:
-    """The oldest pieces that fit one batch together, first fit."""
-    pack: list[Piece] = []
-    size = 0
-    for piece in pieces:
-        if size + len(piece.remaining) <= MAX_IDS_PER_BATCH:
-            pack.append(piece)
-            size += len(piece.remaining)
-        if size == MAX_IDS_PER_BATCH:
-            break
-    return pack
+def _packs(pieces: Sequence[Piece], most: int) -> list[list[Piece]]:
+    """Up to `most` batches of the oldest pieces, each filled first fit."""
+    packs: list[list[Piece]] = []
+    left = list(pieces)
+    while left and len(packs) < most:
+        pack: list[Piece] = []
+        size = 0
+        for piece in left:
+            if size + len(piece.remaining) <= MAX_IDS_PER_BATCH:
+                pack.append(piece)
+                size += len(piece.remaining)
+            if size == MAX_IDS_PER_BATCH:
+                break
+        packs.append(pack)
+        taken = {p.row_key for p in pack}
+        left = [p for p in left if p.row_key not in taken]
+    return packs
 
 
 def _transient(failure: Failure) -> bool:

@@ -100,3 +100,17 @@ def test_no_window_ever_holds_more_calls_than_allowed(
         for i, start in enumerate(answered):
             inside = [t for t in answered[i:] if t < start + limit.window_s]
             assert len(inside) <= limit.calls
+
+
+def test_a_call_in_flight_keeps_counting_until_it_answers() -> None:
+    clock = FakeClock()
+    pacer = budget(clock, RateLimit(1, 10))
+
+    slow = pacer.acquire("api")
+    clock.now += 25  # longer than the window, still no answer
+    with pytest.raises(BudgetExhausted):
+        pacer.acquire("api", timeout_s=5)
+    slow.release()
+    pacer.acquire("api")
+
+    assert clock.now == pytest.approx(1000 + 25 + 10)
