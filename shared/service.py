@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-# How often a caller whose job another thread is working on looks at it.
-_WAIT_STEP_S = 0.5
+# How often a caller whose job another thread or process is working on looks
+# at it when not told sooner that it finished.
+_WAIT_STEP_S = 2.0
 
 _services: dict[tuple[Settings, str], Service] = {}
 _services_lock = threading.Lock()
@@ -54,6 +55,11 @@ class Service:
     daily_cap: DailyCap
     is_home: bool
     _draining: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    _waiters: dict[str, threading.Event] = dataclasses.field(default_factory=dict)
+    _waiters_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.worker.on_finished = self._job_finished
 
     @classmethod
     def build(cls, settings: Settings, tenant_id: str) -> Service:
@@ -92,18 +98,33 @@ class Service:
         """
         deadline = time.time() + seconds
         current = job
-        while not current.finished and time.time() < deadline:
-            if self._draining.acquire(blocking=False):
-                try:
-                    self.worker.drain(
-                        deadline=deadline, done=lambda: self._finished(job.id)
-                    )
-                finally:
-                    self._draining.release()
-            current = self.store.get(job.id) or current
-            if not current.finished:
-                time.sleep(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
+        finished = self._waiter(job.id)
+        try:
+            while not current.finished and time.time() < deadline:
+                if self._draining.acquire(blocking=False):
+                    try:
+                        self.worker.drain(
+                            deadline=deadline, done=lambda: self._finished(job.id)
+                        )
+                    finally:
+                        self._draining.release()
+                else:
+                    finished.wait(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
+                current = self.store.get(job.id) or current
+        finally:
+            with self._waiters_lock:
+                self._waiters.pop(job.id, None)
         return current
+
+    def _waiter(self, job_id: str) -> threading.Event:
+        with self._waiters_lock:
+            return self._waiters.setdefault(job_id, threading.Event())
+
+    def _job_finished(self, job_id: str) -> None:
+        with self._waiters_lock:
+            waiter = self._waiters.get(job_id)
+        if waiter is not None:
+            waiter.set()
 
     def _finished(self, job_id: str) -> bool:
         job = self.store.get(job_id)

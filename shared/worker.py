@@ -76,6 +76,8 @@ class Worker:
         self._clock = clock
         self._sleep = sleep
         self._listing = TenantListing(client)
+        # Told the ID of each job this worker finishes, to wake its waiters.
+        self.on_finished: Callable[[str], None] | None = None
 
     def drain(
         self,
@@ -241,6 +243,8 @@ class Worker:
                 total.merge(piece.outcome)
             status = JobStatus.FAILED if total.failed else JobStatus.COMPLETED
             self._store.set_status(job, status)
+            if self.on_finished is not None:
+                self.on_finished(job_id)
             logger.info(
                 "job %s: %s (deleted=%d, notFound=%d, forbidden=%d, failed=%d)",
                 job_id,
