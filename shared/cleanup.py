@@ -102,6 +102,7 @@ __all__ = [
     "PolicyError",
     "Selection",
     "list_for_cleanup",
+    "list_stably",
     "owner_filter",
     "select",
 ]
@@ -471,17 +472,28 @@ def list_for_cleanup(
     whatever the client raises.
     """
     odata = owner_filter(policy)
+    rows = list_stably(client, odata_filter=odata, page_size=page_size)
+    logger.info("cleanup listing: %d rows, narrowed=%s", len(rows), odata is not None)
+    return rows
+
+
+def list_stably(
+    client: IndicatorLister,
+    *,
+    odata_filter: str | None = None,
+    page_size: int = LIST_PAGE_SIZE,
+) -> list[dict[str, Any]]:
+    """Every indicator matching the filter that exists throughout the listing,
+    even while others are being deleted (see the module docstring).
+
+    Raises ListingShiftedError when two listings in a row moved, and
+    whatever the client raises.
+    """
     for attempt in range(1, LISTING_ATTEMPTS + 1):
-        rows = _listing(client, odata, page_size)
+        rows = _listing(client, odata_filter, page_size)
         if rows is not None:
-            logger.info(
-                "cleanup listing: %d rows, narrowed=%s, attempt %d",
-                len(rows),
-                odata is not None,
-                attempt,
-            )
             return rows
-        logger.warning("cleanup listing shifted during attempt %d", attempt)
+        logger.warning("the listing shifted during attempt %d", attempt)
     raise ListingShiftedError(
         f"the indicator listing shifted in {LISTING_ATTEMPTS} attempts in a row"
     )

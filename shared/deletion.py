@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .cleanup import list_stably
 from .defender import DefenderClient
 from .errors import BatchDeleteError, DefenderError
 from .report import BatchOutcome, Failure
@@ -58,7 +59,9 @@ class TenantListing:
         with self._lock:
             if self._taken_at < newer_than:
                 started = time.time()
-                self._groups = _list_groups(self._client.list_indicators())
+                # A plain $skip listing can skip rows while other batches
+                # delete, and a skipped row would be settled as not found.
+                self._groups = _list_groups(list_stably(self._client))
                 self._taken_at = started
                 logger.info("listed %d indicators in the tenant", len(self._groups))
             return self._groups
