@@ -72,7 +72,7 @@ def settle_batch(
 ) -> BatchOutcome:
     """Send one batch and repair 404 and 403 answers until every ID settles."""
     outcome = BatchOutcome()
-    parts: list[list[int]] = [list(batch)]
+    parts: list[list[int]] = [list(batch)] if batch else []
     while parts:
         part = parts.pop()
         sent_at = time.time()

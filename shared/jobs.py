@@ -182,9 +182,20 @@ class JobStore:
                     return existing, False
             raise StorageError("could not store the job") from exc
         except AzureError as exc:
+            # A transaction that timed out may still have been applied: the
+            # caller must not be told nothing started while the job runs.
+            if self._stored_anyway(job_id):
+                logger.warning("job %s was stored although the call failed", job_id)
+                return job, True
             raise StorageError("could not store the job") from exc
         logger.info("job %s: %d IDs in %d pieces", job_id, len(ids), len(pieces))
         return job, True
+
+    def _stored_anyway(self, job_id: str) -> bool:
+        try:
+            return self.get(job_id) is not None
+        except StorageError:
+            return False
 
     def get(self, job_id: str) -> Job | None:
         try:

@@ -98,6 +98,9 @@ class Service:
         """
         deadline = time.time() + seconds
         current = job
+        if not job.finished:
+            self.worker.finish_if_settled(job.id)
+            current = self.store.get(job.id) or job
         finished = self._waiter(job.id)
         try:
             while not current.finished and time.time() < deadline:

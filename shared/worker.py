@@ -153,10 +153,11 @@ class Worker:
         outcome = self._settle_absent(pieces, ids)
         absent = set(outcome.not_found)
         ids = [i for i in ids if i not in absent]
-        try:
-            outcome.merge(settle_batch(self._client, ids, self._listing))
-        except BatchDeleteError as exc:
-            outcome.failed.extend(Failure.from_error(i, exc) for i in ids)
+        if ids:
+            try:
+                outcome.merge(settle_batch(self._client, ids, self._listing))
+            except BatchDeleteError as exc:
+                outcome.failed.extend(Failure.from_error(i, exc) for i in ids)
         retry, retry_at, last_error = self._hold_back_transient(outcome, pieces)
         settled = {p.row_key: restrict(outcome, p.remaining) for p in pieces}
         for part in settled.values():
@@ -229,6 +230,11 @@ class Worker:
             job = self._store.get(job_id)
             if job is not None and job.status == JobStatus.PENDING:
                 self._store.set_status(job, JobStatus.RUNNING)
+
+    def finish_if_settled(self, job_id: str) -> None:
+        """Finish a job whose pieces are all settled but whose status is not
+        (the worker that recorded its last piece died before setting it)."""
+        self._finish_jobs({job_id})
 
     def _finish_jobs(self, job_ids: set[str]) -> None:
         for job_id in job_ids:
