@@ -23,7 +23,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .credentials import TokenProvider
-from .errors import DefenderError, DefenderThrottled, DefenderUnavailable
+from .errors import (
+    DefenderError,
+    DefenderThrottled,
+    DefenderUnavailable,
+    StorageError,
+)
 from .ids import MAX_IDS_PER_BATCH, as_strings
 from .pacing import RateBudget
 
@@ -161,8 +166,14 @@ class DefenderClient:
         params: Mapping[str, str] | None,
         fresh_token: bool,
     ) -> requests.Response | None:
-        token = self._tokens.token(fresh=fresh_token)
         slot = self._budget.acquire(api, timeout_s=self._max_wait_s)
+        # The token is fetched after any wait for the budget, so it cannot
+        # expire while waiting.
+        try:
+            token = self._tokens.token(fresh=fresh_token)
+        except BaseException:
+            slot.release(sent=False)
+            raise
         started = time.monotonic()
         try:
             response = self._session.request(
@@ -183,7 +194,12 @@ class DefenderClient:
                 type(exc).__name__,
             )
             return None
-        slot.release()
+        try:
+            slot.release()
+        except StorageError as exc:
+            # Defender's answer matters more than the budget's bookkeeping:
+            # losing a 204 here would report confirmed deletions as not found.
+            logger.warning("could not record a call in the shared budget: %s", exc)
         _log_response(method, url, response, started)
         return response
 

@@ -4,22 +4,27 @@ scenarios, print one table and write it as JSON."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
 from localdev.stack import DEFAULT_WORKDIR
 
-from .params import FULL, QUICK
+from .params import FULL, QUICK, FaultParams
 from .runner import run_suite
 from .scenarios import SPECS, select
 from .table import NOTES, format_table, write_json
 
 INTERRUPTED = 130
+BUSY = 2
+LOCK_FILE = "run.lock"
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RESULTS = "faults.json"
 PARTIAL_RESULTS = "faults-partial.json"
@@ -31,6 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     params = QUICK if args.quick else FULL
     output = args.output or _default_output(args)
     WORKDIR.mkdir(parents=True, exist_ok=True)
+    with _only_run(WORKDIR / LOCK_FILE) as alone:
+        if not alone:
+            print(
+                "another `python -m bench.faults` is using "
+                f"{os.path.relpath(WORKDIR)}; wait for it to end",
+                file=sys.stderr,
+            )
+            return BUSY
+        return _run(args, params, output)
+
+
+def _run(args: argparse.Namespace, params: FaultParams, output: Path) -> int:
     logging.basicConfig(
         filename=WORKDIR / "faults.log",
         filemode="w",
@@ -55,6 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     write_json(output, params, results, NOTES, elapsed)
     print(f"results written to {os.path.relpath(output)}")
     return 0
+
+
+@contextlib.contextmanager
+def _only_run(path: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on `path` (True), or report it taken (False):
+    two runs would share one Azurite data directory and one set of logs."""
+    with path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _parser() -> argparse.ArgumentParser:
