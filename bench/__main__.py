@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from localdev.stack import DEFAULT_WORKDIR, REPO_ROOT
 
-from .params import FULL, QUICK
-from .report import NOTES, format_table, write_json
+from .params import FULL, QUICK, BenchParams
+from .report import NOTES, Row, format_table, write_json
 from .runner import run_all
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -34,28 +35,41 @@ def main(argv: list[str] | None = None) -> int:
         WORKDIR / "quick.json" if args.quick else RESULTS_DIR / "latest.json"
     )
 
-    WORKDIR.mkdir(parents=True, exist_ok=True)
+    # Quick and full runs keep their stacks' logs apart.
+    workdir = WORKDIR / params.mode
+    workdir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
-        filename=WORKDIR / "bench.log",
+        filename=workdir / "bench.log",
         filemode="w",
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    started = time.monotonic()
-    load_before = os.getloadavg()[0]
-    rows = run_all(params, WORKDIR)
-    machine = {
-        "cores": os.cpu_count(),
-        "load_average_1m_before": round(load_before, 2),
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
-        "elapsed_s": round(time.monotonic() - started, 1),
-        "code": _code_version(),
-    }
+    rows, machine = _measure(params, workdir)
     print(format_table(rows))
     print(", ".join(f"{name} {value}" for name, value in machine.items()))
     write_json(output, params, rows, NOTES, machine)
     print(f"results written to {os.path.relpath(output)}")
     return 0
+
+
+def _measure(params: BenchParams, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
+    """Run everything; return the rows and what the machine was doing."""
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    code_before = _code_version()
+    rows = run_all(params, workdir)
+    code_after = _code_version()
+    machine: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "load_average_1m_before": round(load_before, 2),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "code": code_before,
+    }
+    if code_after != code_before:
+        # The product changed under the run: its scenarios ran different code.
+        machine["code_after"] = code_after
+    return rows, machine
 
 
 def _code_version() -> str:

@@ -36,8 +36,9 @@ __all__ = ["run_all"]
 
 TOKEN_AUDIENCE = "https://api.securitycenter.microsoft.com"
 TOKEN_ROLES = ["Ti.ReadWrite.All"]
-QUIET_S = 1.0
-QUIET_POLL_S = 0.25
+# Longer than one call's latency (0.3 s), so that a call in flight shows up.
+QUIET_S = 0.5
+QUIET_POLL_S = 0.1
 MAX_QUIET_WAIT_S = 30.0
 _REQUEST_METHOD = re.compile(r"RequestMethod=([A-Z]+) ")
 

@@ -232,6 +232,7 @@ def leaves_no_work(
         list_limits=stack.options.list_limits,
     )
     for _ in range(LEFTOVER_DRAIN_ROUNDS):
+        stored_pieces.forget_budgets()
         if not stored_pieces.expire_leases():
             break
         start_worker().wait(LEFTOVER_DRAIN_S)
@@ -252,6 +253,7 @@ import secrets  # noqa: E402
 import uuid  # noqa: E402
 from dataclasses import field  # noqa: E402
 
+from azure.data.tables import TableServiceClient  # noqa: E402
 from werkzeug.wrappers import Request, Response  # noqa: E402
 
 from localdev.servers import serve  # noqa: E402
@@ -263,6 +265,11 @@ SECURITY_ROLE = "Ti.ReadWrite.All"
 # every valid request that is not a dry run is refused before a job exists.
 ISOLATED_APP_DAILY_CAP = 1
 _SECONDS_PER_DAY = 86_400
+# The isolated app paces List calls loosely (the emulator still enforces
+# Defender's limits and answers 429 past them): a request that fails before
+# it is sent leaves its slot counted as in flight for minutes, and a fuzz run
+# sends many such requests (see tests/security/test_limits.py).
+ISOLATED_APP_LIST_LIMITS = "100000/2s,1000000/120s"
 
 
 @dataclass(frozen=True)
@@ -319,6 +326,7 @@ def isolated_app(stack: LocalStack) -> Iterator[IsolatedApp]:
         "DEFENDER_CLIENT_SECRET_NAME": secret_name,
         "MAX_DELETES_PER_DAY": str(ISOLATED_APP_DAILY_CAP),
         "SYNC_WAIT_SECONDS": "0",
+        "LIST_RATE_LIMITS": ISOLATED_APP_LIST_LIMITS,
     }
     app = IsolatedApp(tenant, client, secret, secret_name, environ)
     with pytest.MonkeyPatch.context() as patch:
@@ -363,6 +371,62 @@ def home_app_registered(stack: LocalStack) -> None:
     stack.identity.register_app(
         LOCAL_TENANT_ID, LOCAL_CLIENT_ID, [stack.client_secret], [SECURITY_ROLE]
     )
+
+
+FUNCTION_ROUTE = "/indicators/batch-delete"
+
+
+@pytest.fixture
+def function_url(stack: LocalStack) -> str:
+    """The HTTP function's URL on the local functions host."""
+    assert stack.host is not None
+    return stack.host.base_url + FUNCTION_ROUTE
+
+
+@pytest.fixture
+def function_key(stack: LocalStack) -> str:
+    """The local host's function key (send it in a header, never a query
+    string: the HTTP client's debug log records query strings)."""
+    assert stack.host is not None
+    return stack.host.function_key
+
+
+@pytest.fixture
+def fresh_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration no call used yet, so the app builds a new service: the
+    secret is read from the vault and a token fetched, not taken from a cache.
+    The retention setting is part of the configuration and harmless to vary."""
+    monkeypatch.setenv("AUDIT_RETENTION_DAYS", str(uuid.uuid4().int % 900 + 100))
+
+
+@pytest.fixture
+def other_tenant(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A second tenant the app serves. No app registration is made there: the
+    identity stand-in keeps one tenant per app, so tests write that tenant's
+    jobs straight into its partition."""
+    tenant = str(uuid.uuid4())
+    monkeypatch.setenv("DEFENDER_TENANT_IDS", tenant)
+    return tenant
+
+
+@pytest.fixture
+def isolated_dry_run(isolated_app: IsolatedApp, fresh_service: None) -> dict[str, Any]:
+    """A dry run's body for the isolated app, sent through a fresh service."""
+    return {"IndicatorIds": ["40050"], "dryRun": True, "requestedBy": "dry-run"}
+
+
+BUDGET_PROPERTIES_TABLE = "budgetproperties"
+
+
+@pytest.fixture
+def budget_table(stack: LocalStack) -> Iterator[TableClient]:
+    """A table of its own in the session's Azurite, for budget properties."""
+    assert stack.azurite is not None
+    service = TableServiceClient.from_connection_string(stack.azurite.connection_string)
+    with service:
+        table = service.create_table_if_not_exists(BUDGET_PROPERTIES_TABLE)
+        with table:
+            yield table
 
 
 @dataclass

@@ -855,12 +855,10 @@ def test_an_upstream_failure_is_answered_without_setting_values(
     stack: LocalStack,
     isolated_app: IsolatedApp,
     app_secrets: Secrets,
-    monkeypatch: pytest.MonkeyPatch,
+    fresh_service: None,
     failure: str,
 ) -> None:
     assert stack.identity is not None
-    # A configuration of its own, so no secret or token is cached yet.
-    monkeypatch.setenv("AUDIT_RETENTION_DAYS", "77")
     call = Call("POST", _dry_run())
     tenant, client = isolated_app.tenant_id, isolated_app.client_id
     secret = isolated_app.client_secret

@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from emulator.auth import ROLE_ALL
-from localdev.stack import LocalStack
+from localdev.stack import REPO_ROOT, LocalStack
 from shared.credentials import DefenderTokenProvider, SecretSource
 from shared.settings import Settings
 from tests.integration.helpers import body_of, post
@@ -38,9 +41,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 FAKE_JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJlLXBhcnQ"
-# Any setting that is part of `Settings` gives the app a fresh service (and
-# with it a fresh secret cache and token); the retention is harmless to vary.
-FRESH_SERVICE_SETTING = "AUDIT_RETENTION_DAYS"
 
 
 class RecordsOfThisTest:
@@ -54,17 +54,6 @@ class RecordsOfThisTest:
 
     def findings(self) -> list[Finding]:
         return scan(self.records(), registered_secrets())
-
-
-@pytest.fixture
-def fresh_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FRESH_SERVICE_SETTING, str(uuid.uuid4().int % 900 + 100))
-
-
-@pytest.fixture
-def isolated_dry_run(isolated_app: IsolatedApp, fresh_service: None) -> dict[str, Any]:
-    """A dry run's body for the isolated app, in a service of its own."""
-    return {"IndicatorIds": ["40050"], "dryRun": True, "requestedBy": "log-scan"}
 
 
 def test_the_capture_keeps_debug_records_and_exception_text() -> None:
@@ -220,3 +209,61 @@ def test_settings_and_credential_holders_mask_secrets_in_their_reprs(
     assert settings.storage_connection_string not in repr(settings)
     assert secret not in repr(source)
     assert secret not in repr(DefenderTokenProvider(settings, source))
+
+
+# --- the scan fails a whole session ------------------------------------------------
+
+LEAKY_SESSION = """
+import logging
+
+import pytest
+
+from tests.log_capture import register_secret
+
+PLANTED = "planted-secret-0123456789"
+
+
+@pytest.fixture(scope="session")
+def leaks_when_torn_down():
+    register_secret(PLANTED, "planted secret")
+    yield
+    logging.getLogger("leaky.teardown").debug("closing with %s", {LEAK})
+
+
+def test_passes(leaks_when_torn_down):
+    logging.getLogger("quiet").info("nothing to see")
+"""
+SESSION_TIMEOUT_S = 120
+
+
+def run_session(tmp_path: Path, leak: str) -> subprocess.CompletedProcess[str]:
+    """A pytest session of its own with the capture plugin, in `tmp_path`."""
+    (tmp_path / "test_session.py").write_text(LEAKY_SESSION.replace("{LEAK}", leak))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.log_capture", "-q"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=SESSION_TIMEOUT_S,
+        check=False,
+    )
+
+
+def test_a_secret_logged_at_the_last_teardown_fails_the_session(
+    tmp_path: Path,
+) -> None:
+    done = run_session(tmp_path, "PLANTED")
+
+    assert done.returncode == 1, done.stdout
+    assert "1 passed" in done.stdout
+    assert "secrets in logs" in done.stdout
+    assert "[DEBUG leaky.teardown] planted secret" in done.stdout
+    assert "planted-secret-0123456789" not in done.stdout
+
+
+def test_a_session_with_clean_logs_passes(tmp_path: Path) -> None:
+    done = run_session(tmp_path, "'nothing secret'")
+
+    assert done.returncode == 0, done.stdout
+    assert "nothing found" in done.stdout
