@@ -28,12 +28,25 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="a reduced run for a smoke check"
     )
     parser.add_argument("--output", type=Path, help="where to write the JSON")
+    parser.add_argument(
+        "--only",
+        metavar="KEYS",
+        help="run only these scenarios, e.g. 'c' or 'a,b' (results go to the "
+        "work folder unless --output is given)",
+    )
+    parser.add_argument(
+        "--ours-only", action="store_true", help="skip the baseline strategies"
+    )
     args = parser.parse_args(argv)
     params = QUICK if args.quick else FULL
     # A smoke run's results stay out of the committed record.
+    partial = args.quick or args.only or args.ours_only
     output = args.output or (
-        WORKDIR / "quick.json" if args.quick else RESULTS_DIR / "latest.json"
+        WORKDIR / f"{params.mode}-partial.json"
+        if partial
+        else RESULTS_DIR / "latest.json"
     )
+    only = set(args.only.split(",")) if args.only else None
 
     # Quick and full runs keep their stacks' logs apart.
     workdir = WORKDIR / params.mode
@@ -44,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    rows, machine = _measure(params, workdir)
+    rows, machine = _measure(params, workdir, only, not args.ours_only)
     print(format_table(rows))
     print(", ".join(f"{name} {value}" for name, value in machine.items()))
     write_json(output, params, rows, NOTES, machine)
@@ -52,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _measure(params: BenchParams, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
+def _measure(
+    params: BenchParams, workdir: Path, only: set[str] | None, baselines: bool
+) -> tuple[list[Row], dict[str, Any]]:
     """Run everything; return the rows and what the machine was doing."""
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     code_before = _code_version()
-    rows = run_all(params, workdir)
+    rows = run_all(params, workdir, only=only, baselines=baselines)
     code_after = _code_version()
     machine: dict[str, Any] = {
         "cores": os.cpu_count(),

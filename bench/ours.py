@@ -55,6 +55,7 @@ def stack_options(
     largest = max(len(request) for request in scenario.requests)
     settings = {
         "BATCH_LINGER_SECONDS": f"{params.linger_s:g}",
+        "BATCH_MAX_LINGER_SECONDS": f"{params.max_linger_s:g}",
         "MAX_IDS_PER_REQUEST": str(largest),
         "MAX_DELETES_PER_DAY": str(DAILY_DELETES_CAP),
         **{f"AzureWebJobs.{name}.Disabled": "true" for name in _timer_functions()},

@@ -15,6 +15,7 @@ __all__ = ["FULL", "QUICK", "TIME_SCALE", "BenchParams"]
 
 TIME_SCALE = 6 / 60
 REAL_LINGER_S = 1.0
+REAL_MAX_LINGER_S = 10.0
 REAL_OPENCTI_SLEEP_S = 20.0
 REAL_SEKOIA_CALLS_PER_MINUTE = 45
 REAL_MINUTE_S = 60.0
@@ -36,6 +37,7 @@ class BenchParams:
     list_limits: str
     latency_s: float
     linger_s: float
+    max_linger_s: float
     baseline_cap_s: float
     ours_cap_s: float
     ids: int
@@ -60,6 +62,7 @@ FULL = BenchParams(
     list_limits="100/6s,1500/360s",
     latency_s=0.3,
     linger_s=REAL_LINGER_S * TIME_SCALE,
+    max_linger_s=REAL_MAX_LINGER_S * TIME_SCALE,
     baseline_cap_s=REAL_CAP_S * TIME_SCALE,
     ours_cap_s=180.0,
     ids=15_000,

@@ -48,8 +48,9 @@ NOTES = {
         "although a 204 carried them; see bench/scoring.py"
     ),
     "linger_s": (
-        "BATCH_LINGER_SECONDS is the real default (1 s) times the time scale "
-        "(6/60), like every other time constant tied to the limits"
+        "BATCH_LINGER_SECONDS (1 s) and BATCH_MAX_LINGER_SECONDS (10 s) are "
+        "the real defaults times the time scale (6/60), like every other time "
+        "constant tied to the limits"
     ),
     "storage": "a new LocalStack with empty Azurite storage for each scenario",
     "workers": (

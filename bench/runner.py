@@ -56,16 +56,27 @@ class _Run(Protocol):
     def capped(self) -> bool: ...
 
 
-def run_all(params: BenchParams, workdir: Path) -> list[Row]:
-    """Every scenario's rows, ours first and then each baseline."""
+def run_all(
+    params: BenchParams,
+    workdir: Path,
+    *,
+    only: set[str] | None = None,
+    baselines: bool = True,
+) -> list[Row]:
+    """Every scenario's rows (or those whose key is in `only`), ours first
+    and then each baseline unless `baselines` is False."""
     rows: list[Row] = []
     for n, scenario in enumerate(build_scenarios(params)):
+        if only is not None and scenario.key not in only:
+            continue
         run_dir = workdir / f"{n + 1}-{scenario.key}-{scenario.workers}w"
-        rows.extend(_run_scenario(scenario, params, run_dir))
+        rows.extend(_run_scenario(scenario, params, run_dir, baselines))
     return rows
 
 
-def _run_scenario(scenario: Scenario, params: BenchParams, run_dir: Path) -> list[Row]:
+def _run_scenario(
+    scenario: Scenario, params: BenchParams, run_dir: Path, with_baselines: bool
+) -> list[Row]:
     """Baselines first, then our app, whose unfinished work (after a cap)
     could otherwise go on deleting and calling during a baseline's run."""
     rows = tenant_rows(scenario)
@@ -79,7 +90,7 @@ def _run_scenario(scenario: Scenario, params: BenchParams, run_dir: Path) -> lis
             roles=TOKEN_ROLES,
         )
         baselines = []
-        for baseline in BASELINES:
+        for baseline in BASELINES if with_baselines else ():
             tenant = prepare_tenant(emulator, rows, params)
             run = run_baseline(
                 baseline, scenario, params, api_url=stack.emulator_url, token=token
