@@ -30,7 +30,7 @@ from .errors import (
     StorageError,
 )
 from .ids import MAX_IDS_PER_BATCH, as_strings
-from .pacing import RateBudget
+from .pacing import RateBudget, Slot
 
 __all__ = [
     "API_BATCH_DELETE",
@@ -166,26 +166,30 @@ class DefenderClient:
         params: Mapping[str, str] | None,
         fresh_token: bool,
     ) -> requests.Response | None:
+        """One attempt within the budget: Defender's answer, or None when no
+        answer came. A call that fails before anything is sent gives its
+        budget slot back; any other counts."""
         slot = self._budget.acquire(api, timeout_s=self._max_wait_s)
-        # The token is fetched after any wait for the budget, so it cannot
-        # expire while waiting.
         try:
-            token = self._tokens.token(fresh=fresh_token)
+            request = self._prepare(method, url, body, params, fresh_token)
+            # What `Session.request` takes from the environment: proxies and
+            # REQUESTS_CA_BUNDLE.
+            options = self._session.merge_environment_settings(
+                url, {}, None, None, None
+            )
         except BaseException:
-            slot.release(sent=False)
+            # Nothing reached Defender (no token, or a request that cannot be
+            # built, such as text with no UTF-8 form): the slot was not used.
+            _give_back(slot, sent=False)
             raise
         started = time.monotonic()
         try:
-            response = self._session.request(
-                method,
-                url,
-                json=body,
-                params=params,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+            response = self._session.send(
+                request, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), **options
             )
         except requests.RequestException as exc:
-            slot.release(sent=not isinstance(exc, requests.ConnectTimeout))
+            # Only a connection that never opened certainly sent nothing.
+            _give_back(slot, sent=not isinstance(exc, requests.ConnectTimeout))
             logger.warning(
                 "%s %s failed after %.0f ms: %s",
                 method,
@@ -194,14 +198,30 @@ class DefenderClient:
                 type(exc).__name__,
             )
             return None
-        try:
-            slot.release()
-        except StorageError as exc:
-            # Defender's answer matters more than the budget's bookkeeping:
-            # losing a 204 here would report confirmed deletions as not found.
-            logger.warning("could not record a call in the shared budget: %s", exc)
+        _give_back(slot, sent=True)
         _log_response(method, url, response, started)
         return response
+
+    def _prepare(
+        self,
+        method: str,
+        url: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        fresh_token: bool,
+    ) -> requests.PreparedRequest:
+        """The request as it will be sent; raises whatever stops it being
+        built (CredentialError for the token, UnicodeEncodeError, ...)."""
+        # Fetched after any wait for the budget, so it cannot expire waiting.
+        token = self._tokens.token(fresh=fresh_token)
+        request = requests.Request(
+            method,
+            url,
+            json=body,
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return self._session.prepare_request(request)
 
     def _recover(
         self,
@@ -248,6 +268,20 @@ class _Attempts:
         if self._waited > self._max_wait_s:
             raise error
         return seconds
+
+
+def _give_back(slot: Slot, *, sent: bool) -> None:
+    """Release `slot`, recording the call if it was `sent`.
+
+    Defender's answer matters more than the budget's bookkeeping: a storage
+    failure here is logged, never raised, so a 204 is not lost (it would be
+    reported as not found) and the error that ended the call is not hidden.
+    A slot left unrecorded stops counting after `pacing.MAX_IN_FLIGHT_S`.
+    """
+    try:
+        slot.release(sent=sent)
+    except StorageError as exc:
+        logger.warning("could not record a call in the shared budget: %s", exc)
 
 
 def _new_session() -> requests.Session:

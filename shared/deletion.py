@@ -15,7 +15,12 @@ never trusts a failed call either way:
 
 Workers list the tenant before the batches of a large job (see
 `shared.worker`), so IDs that no longer exist are settled without spending
-BatchDelete calls on failures.
+BatchDelete calls on failures. A listing that cannot be had (an error, or no
+List call allowed in time) is done without: a 404 batch is split instead.
+
+When the shared budget allows no BatchDelete call within the client's
+patience, or cannot be read, settling pauses (`SettlingPaused`) with what it
+has settled so far; the rest of the batch is for a later attempt.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from typing import Any
 
 from .cleanup import list_stably
 from .defender import DefenderClient
-from .errors import BatchDeleteError, DefenderError
+from .errors import BatchDeleteError, DefenderError, StorageError
+from .pacing import BudgetExhausted
 from .report import BatchOutcome, Failure
 
-__all__ = ["TenantListing", "settle_batch"]
+__all__ = ["SettlingPaused", "TenantListing", "settle_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,30 @@ _NOT_FOUND = 404
 _FORBIDDEN = 403
 
 ProgressCallback = Callable[[BatchOutcome], None]
+# Why a listing may be unavailable: Defender or storage failed, or the List
+# budget allows no call within the client's patience.
+_LISTING_FAILURES = (BatchDeleteError, BudgetExhausted)
+
+
+class SettlingPaused(Exception):
+    """No BatchDelete call can be made for now, so settling a batch stopped.
+
+    The shared budget allowed none within the client's patience, or could not
+    be read; the cause is chained. `settled` holds what the calls before
+    settled; no other ID of the batch has a confirmed outcome (a call may have
+    reached Defender before a retry could not be paced), so they are to be
+    sent again later. `resume_after_s` is how many seconds remain until the
+    budget allows a call, when that is known.
+    """
+
+    def __init__(
+        self, settled: BatchOutcome, cause: BudgetExhausted | StorageError
+    ) -> None:
+        super().__init__(f"settling paused: {cause}")
+        self.settled = settled
+        self.resume_after_s = (
+            cause.wait_s if isinstance(cause, BudgetExhausted) else None
+        )
 
 
 class TenantListing:
@@ -70,7 +100,10 @@ class TenantListing:
 def settle_batch(
     client: DefenderClient, batch: Sequence[int], listing: TenantListing
 ) -> BatchOutcome:
-    """Send one batch and repair 404 and 403 answers until every ID settles."""
+    """Send one batch and repair 404 and 403 answers until every ID settles.
+
+    Raises SettlingPaused when the shared budget stops the calls.
+    """
     outcome = BatchOutcome()
     parts: list[list[int]] = [list(batch)] if batch else []
     while parts:
@@ -78,6 +111,8 @@ def settle_batch(
         sent_at = time.time()
         try:
             client.batch_delete(part)
+        except (BudgetExhausted, StorageError) as exc:
+            raise SettlingPaused(outcome, exc) from exc
         except DefenderError as exc:
             parts.extend(_repair(exc, part, sent_at, listing, outcome))
         except BatchDeleteError as exc:
@@ -118,7 +153,7 @@ def _repair_not_found(
         return []
     try:
         present = listing.present(newer_than=sent_at)
-    except BatchDeleteError as exc:
+    except _LISTING_FAILURES as exc:
         logger.warning("listing for a 404 batch failed, splitting instead: %s", exc)
         return _halves(part, {})
     gone = [i for i in part if i not in present]
@@ -147,7 +182,7 @@ def _halves(part: list[int], groups: dict[int, tuple[str, ...]]) -> list[list[in
 def _groups_or_empty(listing: TenantListing) -> dict[int, tuple[str, ...]]:
     try:
         return listing.present(newer_than=float("-inf"))
-    except BatchDeleteError:
+    except _LISTING_FAILURES:
         return {}
 
 

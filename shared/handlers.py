@@ -10,25 +10,36 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from .cleanup_job import run_cleanup
-from .errors import BatchDeleteError, RequestError, SettingsError, StorageError
+from .errors import (
+    BatchDeleteError,
+    CredentialError,
+    DefenderError,
+    DefenderThrottled,
+    RequestError,
+    SettingsError,
+    StorageError,
+)
 from .http_api import (
     ApiResponse,
     DeleteRequest,
     error_response,
+    idempotency_key,
     json_response,
     parse_delete_request,
 )
-from .jobs import Job, JobStatus
+from .jobs import Job, JobStatus, JobUnconfirmed
 from .service import Service, get_service
 from .settings import Settings
 from .status import job_summary, status_document
+from .storage import REQUEST
 from .submission import submit
 
 __all__ = [
@@ -46,6 +57,11 @@ logger = logging.getLogger(__name__)
 POLL_WORK_S = 5.0
 RETRY_AFTER_S = 5
 TIMER_WORK_S = 240.0
+# Defender's longest rate window is an hour; a caller is never told to wait
+# longer than that.
+_MAX_RETRY_AFTER_S = 3600.0
+# How soon a caller is told to try again while job storage is unavailable.
+STORAGE_RETRY_AFTER_S = 10
 MAX_LISTED_JOBS = 500
 DEFAULT_LISTED_JOBS = 50
 _IDEMPOTENCY_HEADER = "idempotency-key"
@@ -82,16 +98,21 @@ def handle_http(
     except SettingsError as exc:
         logger.error("the app is misconfigured: %s", exc)
         return _failure(500, "Misconfigured", str(exc))
+    except JobUnconfirmed as exc:
+        logger.error("state storage failed: %s", exc)
+        return _storage_unavailable(
+            f"job state storage is unavailable, so whether job {exc.job_id} was "
+            "stored is unknown; if it was, it will run. Retry later with the "
+            "same Idempotency-Key: a repeat then returns that job instead of "
+            "starting another"
+        )
     except StorageError as exc:
         logger.error("state storage failed: %s", exc)
-        return _failure(
-            503,
-            "StorageUnavailable",
-            "job state storage is unavailable; nothing new was started, retry later",
+        return _storage_unavailable(
+            "job state storage is unavailable; nothing new was started, retry later"
         )
     except BatchDeleteError as exc:
-        logger.error("could not serve the request: %s", exc)
-        return _failure(502, "UpstreamUnavailable", str(exc))
+        return _upstream_failure(exc)
 
 
 def handle_timer(*, past_due: bool, environ: Mapping[str, str] | None = None) -> None:
@@ -113,10 +134,12 @@ def handle_timer(*, past_due: bool, environ: Mapping[str, str] | None = None) ->
 
 
 def _route(call: HttpCall, environ: Mapping[str, str] | None) -> ApiResponse:
+    # A caller is waiting: storage calls give up within seconds (a 503).
     if call.method == "POST" and not call.job_id:
         request = parse_delete_request(call.headers.get("content-type"), call.body)
-        return _start(get_service(request.tenant_id, environ), request, call)
-    service = get_service(call.params.get("tenantId"), environ)
+        service = get_service(request.tenant_id, environ, patience=REQUEST)
+        return _start(service, request, call)
+    service = get_service(call.params.get("tenantId"), environ, patience=REQUEST)
     if call.method == "GET" and call.job_id:
         return _status(service, call)
     if call.method == "GET":
@@ -125,7 +148,7 @@ def _route(call: HttpCall, environ: Mapping[str, str] | None) -> ApiResponse:
 
 
 def _start(service: Service, request: DeleteRequest, call: HttpCall) -> ApiResponse:
-    key = call.headers.get(_IDEMPOTENCY_HEADER) or request.request_id
+    key = idempotency_key(call.headers.get(_IDEMPOTENCY_HEADER), request)
     caller = {
         name: call.headers[header]
         for name, header in _PRINCIPAL_HEADERS.items()
@@ -137,9 +160,17 @@ def _start(service: Service, request: DeleteRequest, call: HttpCall) -> ApiRespo
         document["output"] = submission.preview
         return json_response(200, document)
     job = submission.job
-    if submission.created:
+    if not submission.created:
+        return _job_response(service, job, call)
+    try:
         job = service.work_on(job, service.settings.sync_wait_s)
-    return _job_response(service, job, call)
+        return _job_response(service, job, call)
+    except StorageError as exc:
+        # The job is stored and carries on once storage is back (any poll or
+        # timer tick resumes it): the caller needs its status URL, not a 503
+        # saying nothing was started.
+        logger.warning("job %s is stored, but storage failed: %s", job.id, exc)
+        return _accepted(service, job, call)
 
 
 def _status(service: Service, call: HttpCall) -> ApiResponse:
@@ -179,7 +210,8 @@ def _list_jobs(service: Service, call: HttpCall) -> ApiResponse:
 def _top(text: str | None) -> int:
     if text is None:
         return DEFAULT_LISTED_JOBS
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LISTED_JOBS:
+    # isdigit() alone accepts digits of other scripts ("²") that int() refuses.
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LISTED_JOBS:
         raise RequestError(f"top must be a whole number from 1 to {MAX_LISTED_JOBS}")
     return int(text)
 
@@ -193,8 +225,15 @@ def _iso_param(name: str, text: str) -> str:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    utc = moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
-    return utc.replace("+00:00", "Z")
+    try:
+        utc = moment.astimezone(dt.UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 would be in year 0 in UTC, which no
+        # datetime can hold; likewise just past 9999-12-31 at the other end.
+        raise RequestError(
+            f"{name} must fall within the years 1 to 9999 in UTC"
+        ) from None
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _apply_retention(service: Service) -> int:
@@ -220,10 +259,14 @@ def _job_response(service: Service, job: Job, call: HttpCall) -> ApiResponse:
 
 def _status_url(service: Service, call: HttpCall, job_id: str) -> str:
     """The job's status URL, carrying the caller's function key like
-    Durable Functions' status URLs so that a plain GET can poll it."""
-    base = call.url.split("?", 1)[0].rstrip("/")
+    Durable Functions' status URLs so that a plain GET can poll it.
+
+    Only the path comes from the request; where it leads is the app's own
+    address (`Settings.public_base_url_for`), never the Host header."""
+    path = urlsplit(call.url).path.rstrip("/")
     if call.job_id:
-        base = base[: -len(call.job_id)].rstrip("/")
+        path = path[: -len(call.job_id)].rstrip("/")
+    base = service.settings.public_base_url_for(call.url) + path
     query = []
     key = call.params.get("code") or call.headers.get(_KEY_HEADER)
     if key:
@@ -237,9 +280,65 @@ def _plausible_id(job_id: str) -> bool:
     return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
 
 
+def _accepted(service: Service, job: Job, call: HttpCall) -> ApiResponse:
+    """202 for a stored job whose progress cannot be read for now."""
+    url = _status_url(service, call, job.id)
+    document = job_summary(job)
+    document["customStatus"] = {"lastError": "job state storage is unavailable"}
+    document["output"] = None
+    document["statusQueryGetUri"] = url
+    headers = {"Location": url, "Retry-After": str(STORAGE_RETRY_AFTER_S)}
+    return json_response(202, document, headers)
+
+
+def _storage_unavailable(message: str) -> ApiResponse:
+    body: dict[str, Any] = {"error": {"code": "StorageUnavailable", "message": message}}
+    return json_response(503, body, {"Retry-After": str(STORAGE_RETRY_AFTER_S)})
+
+
 def _failure(status: int, code: str, message: str) -> ApiResponse:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
     return json_response(status, body)
+
+
+def _upstream_failure(exc: BatchDeleteError) -> ApiResponse:
+    """The answer when Key Vault, Entra ID or Defender failed a request.
+
+    The caller learns which service failed and that a retry may succeed. The
+    detail names vault URLs, secret names and API hosts, so it goes to the
+    log only. Defender still throttling once the client has waited as long
+    as it may keeps its meaning: 429 with Retry-After, as for the daily cap.
+    """
+    if isinstance(exc, DefenderThrottled):
+        logger.warning("Defender is still throttling: %s", exc)
+        wait_s = _retry_after(exc.retry_after_s)
+        throttled = RequestError(
+            "Defender is throttling this tenant's calls; this request started "
+            f"nothing, retry in {wait_s} s",
+            status=429,
+            code="UpstreamThrottled",
+            retry_after_s=wait_s,
+        )
+        return error_response(throttled)
+    if isinstance(exc, CredentialError):
+        logger.error("could not sign in to Defender: %s", exc)
+        failed = (
+            "could not sign in to Defender: reading the client secret from Key "
+            "Vault or getting a token from Entra ID failed"
+        )
+    elif isinstance(exc, DefenderError):
+        logger.error("Defender failed the request: %s (target=%s)", exc, exc.target)
+        failed = "Defender refused or did not answer the app's calls"
+    else:
+        logger.error("could not serve the request: %s", exc)
+        failed = "a service the app depends on failed"
+    message = f"{failed}; this request started nothing, retry later"
+    return _failure(502, "UpstreamUnavailable", message)
+
+
+def _retry_after(seconds: float) -> int:
+    """Whole seconds for a Retry-After header: at least 1, at most an hour."""
+    return math.ceil(min(max(1.0, seconds), _MAX_RETRY_AFTER_S))
 
 
 def handle_cleanup(*, past_due: bool, environ: Mapping[str, str] | None = None) -> None:

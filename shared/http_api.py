@@ -6,7 +6,12 @@ body is Defender's own (`{"IndicatorIds": [...]}`), so a caller switches to
 this app by changing only the URL. It may instead, or as well, name IOC values
 (`{"IndicatorValues": ["203.0.113.7"], "indicatorType": "IpAddress"}`), and
 may carry `dryRun`, `reason`, `requestedBy`, `requestId`, `incidentId`,
-`incidentUrl` and `tenantId`.
+`incidentUrl` and `tenantId`. `idempotency_key` picks the key that makes a
+repeated request harmless: the `Idempotency-Key` header, else `requestId`.
+
+An error answer stays small whatever the request: at most
+`MAX_REPORTED_PROBLEMS` problems are listed, and names and values taken from
+the request are shortened and quoted before they are shown.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Problem, RequestError
-from .ids import parse_indicator_ids
+from .ids import MAX_REPORTED_PROBLEMS, parse_indicator_ids
 
 __all__ = [
     "INDICATOR_TYPES",
@@ -29,6 +34,7 @@ __all__ = [
     "ApiResponse",
     "DeleteRequest",
     "error_response",
+    "idempotency_key",
     "json_response",
     "parse_delete_request",
 ]
@@ -61,6 +67,10 @@ _TEXT_FIELDS = (
 _ID_FIELD = "IndicatorIds"
 _VALUE_FIELD = "IndicatorValues"
 _DRY_RUN_FIELD = "dryRun"
+_IDEMPOTENCY_HEADER = "Idempotency-Key"
+# How much of a name or value from the request an error message repeats.
+_SHOWN_CHARS = 40
+_NOT_UNICODE = "is not valid Unicode text (it holds a lone surrogate)"
 # Every body field a delete request may carry.
 REQUEST_FIELDS = frozenset({_ID_FIELD, _VALUE_FIELD, _DRY_RUN_FIELD, *_TEXT_FIELDS})
 
@@ -131,7 +141,7 @@ def parse_delete_request(content_type: str | None, body: bytes) -> DeleteRequest
         _values(document[_VALUE_FIELD], problems) if _VALUE_FIELD in document else []
     )
     if problems:
-        raise RequestError(_first(problems), problems=problems)
+        raise RequestError(_first(problems), problems=problems[:MAX_REPORTED_PROBLEMS])
 
     ids = []
     if _ID_FIELD in document:
@@ -169,9 +179,30 @@ def _values(raw: Any, problems: list[Problem]) -> list[str]:
             problems.append(
                 Problem(where, f"is longer than {MAX_VALUE_CHARS} characters")
             )
+        elif not _is_unicode(value):
+            problems.append(Problem(where, _NOT_UNICODE))
         else:
             values.setdefault(value.strip())
     return list(values)
+
+
+def idempotency_key(header: str | None, request: DeleteRequest) -> str | None:
+    """The key that makes a repeat of `request` harmless: the Idempotency-Key
+    header's value, else the body's requestId; raises RequestError when the
+    header's value cannot be kept as a key."""
+    if header is None or not header.strip():
+        return request.request_id
+    problem = None
+    if len(header) > MAX_TEXT_FIELD_CHARS:
+        problem = f"is longer than {MAX_TEXT_FIELD_CHARS} characters"
+    elif not _is_unicode(header):
+        problem = _NOT_UNICODE
+    if problem is not None:
+        raise RequestError(
+            f"{_IDEMPOTENCY_HEADER} {problem}",
+            problems=[Problem(_IDEMPOTENCY_HEADER, problem)],
+        )
+    return header
 
 
 def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
@@ -196,6 +227,10 @@ def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} "
             f"column {exc.colno}"
         ) from exc
+    except ValueError as exc:
+        # Python refuses to read an integer of thousands of digits (a guard
+        # against slow conversions); json.loads passes that refusal on.
+        raise RequestError("the body holds a number too long to read") from exc
     except RecursionError as exc:
         raise RequestError("the body's JSON is nested too deeply") from exc
     if not isinstance(document, dict):
@@ -213,10 +248,32 @@ def _unknown_fields(document: Mapping[str, Any]) -> list[Problem]:
         message = (
             f"is not a known field; did you mean {hint!r}?"
             if hint
-            else ("is not a known field")
+            else "is not a known field"
         )
-        problems.append(Problem(name, message))
+        problems.append(Problem(_shown_name(name), message))
     return problems
+
+
+def _shown_name(name: str) -> str:
+    """A field name from the request as an answer may show it: quoted when
+    blank, padded or holding characters that do not print (so that the
+    answer still names something), then cut to `_SHOWN_CHARS`."""
+    readable = bool(name) and name.strip() == name and name.isprintable()
+    # The repr of a prefix is enough: no more than _SHOWN_CHARS is shown.
+    shown = name if readable else repr(name[:_SHOWN_CHARS])
+    return shown if len(shown) <= _SHOWN_CHARS else shown[:_SHOWN_CHARS] + "..."
+
+
+def _is_unicode(text: str) -> bool:
+    """False when `text` holds a lone surrogate: a JSON escape ("\\ud800")
+    can carry one, but it has no UTF-8 form, so it can be neither sent to
+    Defender, nor hashed into an idempotency key, nor stored and logged as
+    the text the caller meant."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(
@@ -235,6 +292,9 @@ def _text(
         problems.append(
             Problem(name, f"is longer than {MAX_TEXT_FIELD_CHARS} characters")
         )
+        return None
+    if not _is_unicode(value):
+        problems.append(Problem(name, _NOT_UNICODE))
         return None
     return value
 

@@ -19,13 +19,14 @@ settled from a listing as not found: no ID is reported deleted without a 204.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -45,9 +46,11 @@ from .report import BatchOutcome
 __all__ = [
     "MAX_IDS_PER_JOB",
     "MAX_PIECES_PER_JOB",
+    "MAX_PIECES_PER_PACK",
     "Job",
     "JobStatus",
     "JobStore",
+    "JobUnconfirmed",
     "Piece",
 ]
 
@@ -56,6 +59,8 @@ logger = logging.getLogger(__name__)
 # A transaction holds at most 100 operations: the job, its key, 98 pieces.
 _MAX_OPERATIONS = 100
 MAX_PIECES_PER_JOB = _MAX_OPERATIONS - 2
+# Pieces claimed (and recorded) together, in one transaction.
+MAX_PIECES_PER_PACK = _MAX_OPERATIONS
 MAX_IDS_PER_JOB = MAX_PIECES_PER_JOB * MAX_IDS_PER_BATCH
 # Table Storage strings hold 64 KiB of UTF-16: 32K characters.
 _MAX_AUDIT_CHARS = 30_000
@@ -67,6 +72,23 @@ _LATE_WRITE_ATTEMPTS = 5
 _PENDING = "pending"
 _CLAIMED = "claimed"
 _DONE = "done"
+
+
+class JobUnconfirmed(StorageError):
+    """Whether a job was stored is unknown: its transaction and the look for
+    it afterwards both failed, so storage may still apply it, and then the
+    job runs. `job_id` is the ID it has if it was stored.
+
+    A repeat of the request with the same idempotency key is safe: it finds
+    the job if it was stored, instead of starting another.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"storage did not answer, so whether job {job_id} was stored is "
+            "unknown; if it was, it will run"
+        )
+        self.job_id = job_id
 
 
 class JobStatus(StrEnum):
@@ -115,6 +137,11 @@ class Piece:
     last_error: str | None
     etag: str = field(repr=False)
 
+    @property
+    def done(self) -> bool:
+        """Whether every one of the piece's IDs is settled."""
+        return self.state == _DONE
+
 
 class JobStore:
     """Creates, claims and completes jobs in one tenant's partition."""
@@ -145,12 +172,10 @@ class JobStore:
         """Store a new job, or return the one its idempotency key made.
 
         A `finished` job (a dry run) is stored Completed with no pieces.
-        Returns the job and whether it was created now.
+        Returns the job and whether it was created now. A key already in
+        use fails the transaction that would store it, so a repeat (or a
+        racing twin) finds the existing job without a read beforehand.
         """
-        if idempotency_key:
-            existing = self.find_by_key(idempotency_key)
-            if existing is not None:
-                return existing, False
         now_ms = int(self._clock() * 1000)
         job_id = uuid.uuid4().hex
         job = Job(
@@ -175,27 +200,39 @@ class JobStore:
             operations.append(("create", self._piece_entity(job, n, piece_ids)))
         try:
             self._table.submit_transaction(operations)
-        except TableTransactionError as exc:
-            if idempotency_key and exc.status_code == 409:
-                existing = self.find_by_key(idempotency_key)
-                if existing is not None:
-                    return existing, False
-            raise StorageError("could not store the job") from exc
         except AzureError as exc:
-            # A transaction that timed out may still have been applied: the
-            # caller must not be told nothing started while the job runs.
-            if self._stored_anyway(job_id):
-                logger.warning("job %s was stored although the call failed", job_id)
-                return job, True
-            raise StorageError("could not store the job") from exc
+            return self._after_failed_create(job, exc)
         logger.info("job %s: %d IDs in %d pieces", job_id, len(ids), len(pieces))
         return job, True
 
-    def _stored_anyway(self, job_id: str) -> bool:
+    def _after_failed_create(self, job: Job, error: AzureError) -> tuple[Job, bool]:
+        """What a failed transaction left of `job`: it, or the job its
+        idempotency key made meanwhile (a race with a repeat of the request).
+
+        A failure does not prove that nothing was stored: the SDK retries a
+        transaction whose answer did not arrive, so an earlier attempt may
+        have been applied. A caller told that nothing started would not
+        expect the job to run, so the job is looked for; when that look
+        fails too, raises JobUnconfirmed, and StorageError when the job is
+        not there.
+        """
         try:
-            return self.get(job_id) is not None
+            stored = self.get(job.id)
+            existing = None
+            if stored is None and job.idempotency_key:
+                existing = self.find_by_key(job.idempotency_key)
         except StorageError:
-            return False
+            raise JobUnconfirmed(job.id) from error
+        if stored is not None:
+            logger.warning("job %s was stored although the call failed", job.id)
+            return stored, True
+        if existing is not None:
+            return existing, False
+        # Limitation: a look that finds nothing is taken as proof that nothing
+        # was stored, though a request that timed out could still reach
+        # storage after the look. Only a write that fences the job's row off
+        # (so a late transaction fails) would make that certain.
+        raise StorageError("could not store the job") from error
 
     def get(self, job_id: str) -> Job | None:
         try:
@@ -279,6 +316,66 @@ class JobStore:
                 job = current
         return job
 
+    def mark_running(self, job_ids: Iterable[str]) -> None:
+        """Show jobs one of whose pieces was just claimed as Running.
+
+        Written without reading the jobs first: a job finishes only once
+        every piece is done, so while the claim holds, no final status can
+        be overwritten. (A claimer that stalled past its lease could still
+        do so; the next look at the job, `finish_if_settled`, repairs it.)
+        """
+        self._merge_jobs(
+            {job_id: {"RuntimeStatus": JobStatus.RUNNING.value} for job_id in job_ids}
+        )
+
+    def finish(self, statuses: Mapping[str, JobStatus]) -> None:
+        """Give jobs whose every piece is done their final status.
+
+        The caller knows the pieces are done (it has just recorded them):
+        the jobs are not read first, and a final status is final, so
+        writing it twice is harmless.
+        """
+        self._merge_jobs(
+            {
+                job_id: {"RuntimeStatus": status.value}
+                for job_id, status in statuses.items()
+            }
+        )
+
+    def _merge_jobs(self, changes: Mapping[str, dict[str, Any]]) -> None:
+        """Merge `changes` into job rows, a transaction per 100; a job that
+        no longer exists (purged) is skipped."""
+        updated = _iso(self._clock())
+        entities = [
+            {
+                "PartitionKey": self._partition,
+                "RowKey": _JOB + job_id,
+                "LastUpdatedTime": updated,
+                **columns,
+            }
+            for job_id, columns in changes.items()
+        ]
+        merge = {"mode": UpdateMode.MERGE}
+        for start in range(0, len(entities), _MAX_OPERATIONS):
+            chunk = entities[start : start + _MAX_OPERATIONS]
+            try:
+                self._table.submit_transaction([("update", e, merge) for e in chunk])
+            except TableTransactionError as exc:
+                if exc.status_code != 404:
+                    raise StorageError("could not update job statuses") from exc
+                self._merge_each(chunk)
+            except AzureError as exc:
+                raise StorageError("could not update job statuses") from exc
+
+    def _merge_each(self, entities: Sequence[dict[str, Any]]) -> None:
+        for entity in entities:
+            try:
+                self._table.update_entity(entity, mode=UpdateMode.MERGE)
+            except ResourceNotFoundError:
+                continue
+            except AzureError as exc:
+                raise StorageError("could not update job statuses") from exc
+
     # -- pieces -----------------------------------------------------------
 
     def has_unfinished_pieces(self, job: Job) -> bool:
@@ -311,19 +408,43 @@ class JobStore:
         """Claim all of `pieces` at once; None when another worker won one."""
         lease_until = self._clock() + lease_s
         updates = {"State": _CLAIMED, "Claim": claim, "LeaseUntil": lease_until}
-        if not self._transact(pieces, updates):
-            current = self._reread(pieces)
-            if not all(p.claim == claim and p.state == _CLAIMED for p in current):
+        etags = self._transact(pieces, updates)
+        if etags is None:
+            # Another worker was first, or a retry hid our own success: the
+            # transaction is atomic, so one piece tells which.
+            first = self._read_piece(pieces[0].row_key)
+            if first.claim != claim or first.state != _CLAIMED:
                 return None
-            return current
-        return self._reread(pieces)
+            return self._reread(pieces)
+        # The transaction's answer carries each piece's new ETag: nothing
+        # else changed, so the pieces need not be read back.
+        return [
+            dataclasses.replace(
+                p,
+                state=_CLAIMED,
+                claim=claim,
+                lease_until=lease_until,
+                etag=etag,
+            )
+            for p, etag in zip(pieces, etags, strict=True)
+        ]
 
     def renew(self, pieces: Sequence[Piece], claim: str, lease_s: float) -> bool:
         lease_until = self._clock() + lease_s
         current = self._reread(pieces)
         if not all(p.claim == claim and p.state == _CLAIMED for p in current):
             return False
-        return self._transact(current, {"LeaseUntil": lease_until})
+        return self._transact(current, {"LeaseUntil": lease_until}) is not None
+
+    def release(self, pieces: Sequence[Piece], claim: str) -> None:
+        """Give back those of `pieces` that `claim` holds, so that any worker
+        may take them at once instead of after the lease; raises StorageError.
+        """
+        held = [
+            p for p in self._reread(pieces) if p.claim == claim and p.state == _CLAIMED
+        ]
+        if held:
+            self._transact(held, {"State": _PENDING, "Claim": "", "LeaseUntil": 0.0})
 
     def record(
         self,
@@ -332,31 +453,54 @@ class JobStore:
         settled: dict[str, BatchOutcome],
         retry_at: float | None,
         last_error: str | None = None,
-    ) -> bool:
-        """Store what was settled of each claimed piece; False if we lost them."""
-        current = {p.row_key: p for p in self._reread(pieces)}
-        if not all(p.claim == claim and p.state == _CLAIMED for p in current.values()):
-            self._record_late_deletions(settled)
-            return False
-        operations = []
-        for key, piece in current.items():
-            outcome = settled.get(key, BatchOutcome())
-            merged = combine(piece.outcome, outcome)
-            done_ids = set(outcome.settled_ids())
-            remaining = [i for i in piece.remaining if i not in done_ids]
-            state = _DONE if not remaining else _PENDING
-            entity = {
-                "PartitionKey": self._partition,
-                "RowKey": key,
-                "Ids": json.dumps(remaining),
-                "Outcome": encode_outcome(merged),
-                "State": state,
-                "NotBefore": retry_at or 0.0,
-                "Attempts": piece.attempts + (1 if remaining else 0),
-                "LastError": last_error if remaining else "",
-            }
-            operations.append(("update", entity, _if_match(piece.etag)))
-        return self._submit(operations, pieces, claim)
+        *,
+        count_attempt: bool = True,
+    ) -> list[Piece] | None:
+        """Store what was settled of each claimed piece.
+
+        `pieces` are as `claim` returned them: their ETags make the write
+        conditional, so nothing is read first. Returns the pieces as stored,
+        or None when the claim was lost (its lease ran out and another worker
+        took them over), in which case only confirmed deletions are kept.
+        A piece left with IDs counts an attempt unless `count_attempt` is
+        False (none of its IDs failed: the calls were held back).
+        """
+        current = list(pieces)
+        for _ in range(_LATE_WRITE_ATTEMPTS):
+            stored = [
+                _settled_piece(
+                    p, settled.get(p.row_key), retry_at, last_error, count_attempt
+                )
+                for p in current
+            ]
+            operations = [
+                ("update", self._progress_entity(new), _if_match(old.etag))
+                for old, new in zip(current, stored, strict=True)
+            ]
+            try:
+                answers = self._table.submit_transaction(operations)
+            except TableTransactionError as exc:
+                if exc.status_code != 412:
+                    raise StorageError("could not record a batch's outcome") from exc
+            except AzureError as exc:
+                raise StorageError("could not record a batch's outcome") from exc
+            else:
+                return [
+                    dataclasses.replace(p, etag=str(answer["etag"]))
+                    for p, answer in zip(stored, answers, strict=True)
+                ]
+            # A piece changed since it was claimed: our own write may have
+            # gone in before the SDK retried it, a former owner may have
+            # merged late deletions, or the claim may have been taken over.
+            current = self._reread(pieces)
+            if all(p.claim == claim and p.state != _CLAIMED for p in current):
+                return current
+            if not all(p.claim == claim and p.state == _CLAIMED for p in current):
+                self._record_late_deletions(settled)
+                return None
+        raise StorageError(
+            "could not record a batch's outcome: its pieces kept changing"
+        )
 
     def _record_late_deletions(self, settled: dict[str, BatchOutcome]) -> None:
         """Keep the 204s of a claim that was taken over.
@@ -392,22 +536,13 @@ class JobStore:
                 except AzureError as exc:
                     raise StorageError("could not record deletions") from exc
 
-    def _submit(
-        self, operations: list[Any], pieces: Sequence[Piece], claim: str
-    ) -> bool:
-        try:
-            self._table.submit_transaction(operations)
-            return True
-        except TableTransactionError as exc:
-            if exc.status_code != 412:
-                raise StorageError("could not record a batch's outcome") from exc
-        except AzureError as exc:
-            raise StorageError("could not record a batch's outcome") from exc
-        # A 412 after the SDK retried may mean our first attempt went in.
-        current = self._reread(pieces)
-        return all(p.claim == claim and p.state != _CLAIMED for p in current)
+    def _transact(
+        self, pieces: Sequence[Piece], updates: dict[str, Any]
+    ) -> list[str] | None:
+        """Apply `updates` to every piece if none changed since it was read.
 
-    def _transact(self, pieces: Sequence[Piece], updates: dict[str, Any]) -> bool:
+        Returns the pieces' new ETags, or None when one had changed.
+        """
         operations = [
             (
                 "update",
@@ -417,14 +552,14 @@ class JobStore:
             for p in pieces
         ]
         try:
-            self._table.submit_transaction(operations)
+            answers = self._table.submit_transaction(operations)
         except TableTransactionError as exc:
             if exc.status_code in (404, 412):
-                return False
+                return None
             raise StorageError("could not update pieces") from exc
         except AzureError as exc:
             raise StorageError("could not update pieces") from exc
-        return True
+        return [str(answer["etag"]) for answer in answers]
 
     def _reread(self, pieces: Iterable[Piece]) -> list[Piece]:
         return [self._read_piece(piece.row_key) for piece in pieces]
@@ -476,6 +611,19 @@ class JobStore:
     def _key_entity(self, key: str, job_id: str) -> dict[str, Any]:
         return {"PartitionKey": self._partition, "RowKey": _key_row(key), "Job": job_id}
 
+    def _progress_entity(self, piece: Piece) -> dict[str, Any]:
+        """The columns of `piece` that settling a batch changes."""
+        return {
+            "PartitionKey": self._partition,
+            "RowKey": piece.row_key,
+            "Ids": json.dumps(piece.remaining),
+            "Outcome": encode_outcome(piece.outcome),
+            "State": piece.state,
+            "NotBefore": piece.not_before,
+            "Attempts": piece.attempts,
+            "LastError": piece.last_error or "",
+        }
+
     def _piece_entity(self, job: Job, n: int, ids: list[int]) -> dict[str, Any]:
         return {
             "PartitionKey": self._partition,
@@ -490,6 +638,29 @@ class JobStore:
             "NotBefore": 0.0,
             "Attempts": 0,
         }
+
+
+def _settled_piece(
+    piece: Piece,
+    outcome: BatchOutcome | None,
+    retry_at: float | None,
+    last_error: str | None,
+    count_attempt: bool = True,
+) -> Piece:
+    """`piece` once `outcome` is merged in: done when no ID is left, else
+    pending again, not before `retry_at`."""
+    outcome = outcome or BatchOutcome()
+    done_ids = set(outcome.settled_ids())
+    remaining = [i for i in piece.remaining if i not in done_ids]
+    return dataclasses.replace(
+        piece,
+        remaining=remaining,
+        outcome=combine(piece.outcome, outcome),
+        state=_DONE if not remaining else _PENDING,
+        not_before=retry_at or 0.0,
+        attempts=piece.attempts + (1 if remaining and count_attempt else 0),
+        last_error=last_error if remaining else None,
+    )
 
 
 def _audit_json(audit: dict[str, Any]) -> str:

@@ -73,6 +73,11 @@ class RateBudget(Protocol):
         """Record that Defender asked every caller to wait."""
         ...
 
+    def wait_s(self, api: str) -> float:
+        """Seconds until a call could be made (0 when one may go now),
+        reserving nothing: a worker looks before it commits to a batch."""
+        ...
+
 
 def effective_times(
     answered: Iterable[float], in_flight: Iterable[float], now: float
@@ -133,6 +138,10 @@ class InProcessBudget:
         with self._lock:
             until = self._clock() + retry_after_s
             self._blocked_until[api] = max(self._blocked_until.get(api, 0), until)
+
+    def wait_s(self, api: str) -> float:
+        with self._lock:
+            return max(0.0, self._wait(api, self._clock()))
 
     def _wait(self, api: str, now: float) -> float:
         times = effective_times(

@@ -1,9 +1,11 @@
 """Wiring: the long-lived clients for one configuration and tenant.
 
-One `Service` per configuration, tenant and process holds the Defender client,
-the job store, the shared budget and the worker. Everything a tenant owns
-(jobs, budget, daily cap, audit) lives in its own table partition, so one
-tenant's backlog never slows another's.
+One `Service` per configuration, tenant, storage patience and process holds
+the Defender client, the job store, the shared budget and the worker.
+Everything a tenant owns (jobs, budget, daily cap, audit) lives in its own
+table partition, so one tenant's backlog never slows another's. HTTP requests
+use services whose storage calls give up within seconds (`shared.storage`);
+timers and worker processes use patient ones.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .defender import API_BATCH_DELETE, API_LIST, DefenderClient
 from .errors import RequestError
 from .jobs import Job, JobStore
 from .settings import Settings
-from .storage import open_state_table
+from .storage import BACKGROUND, StoragePatience, open_state_table
 from .table_budget import TableBudget
 from .worker import Worker
 
@@ -39,7 +41,7 @@ for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identit
 # at it when not told sooner that it finished.
 _WAIT_STEP_S = 2.0
 
-_services: dict[tuple[Settings, str], Service] = {}
+_services: dict[tuple[Settings, str, StoragePatience], Service] = {}
 _services_lock = threading.Lock()
 
 
@@ -62,9 +64,15 @@ class Service:
         self.worker.on_finished = self._job_finished
 
     @classmethod
-    def build(cls, settings: Settings, tenant_id: str) -> Service:
+    def build(
+        cls,
+        settings: Settings,
+        tenant_id: str,
+        patience: StoragePatience = BACKGROUND,
+    ) -> Service:
+        """The clients for one tenant; raises StorageError."""
         tenant_settings = dataclasses.replace(settings, tenant_id=tenant_id)
-        table = open_state_table(settings)
+        table = open_state_table(settings, patience)
         partition = tenant_id.lower()
         budget = TableBudget(
             table,
@@ -94,30 +102,40 @@ class Service:
 
         One thread per process drains at a time; the others wait on their
         jobs, so a burst of requests does not multiply the polling of the
-        state table.
+        state table. Returns the job as last read; raises StorageError when
+        it cannot be read (the work itself rides out storage failures).
         """
+        if job.finished:
+            return job
         deadline = time.time() + seconds
-        current = job
-        if not job.finished:
-            self.worker.finish_if_settled(job.id)
-            current = self.store.get(job.id) or job
+        self.worker.finish_if_settled(job.id)
         finished = self._waiter(job.id)
+        current = job
         try:
-            while not current.finished and time.time() < deadline:
-                if self._draining.acquire(blocking=False):
-                    try:
-                        self.worker.drain(
-                            deadline=deadline, done=lambda: self._finished(job.id)
-                        )
-                    finally:
-                        self._draining.release()
-                else:
-                    finished.wait(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
+            while True:
                 current = self.store.get(job.id) or current
+                if current.finished or time.time() >= deadline:
+                    return current
+                if not self._drain(job.id, deadline):
+                    # Another thread drains, or nothing could be sent now: a
+                    # retry waits for its time, or another worker holds the
+                    # rest. Looking again at once would only poll the table.
+                    finished.wait(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
         finally:
             with self._waiters_lock:
                 self._waiters.pop(job.id, None)
-        return current
+
+    def _drain(self, job_id: str, deadline: float) -> int:
+        """Batches sent draining until `job_id` finishes; 0 when another
+        thread of this process is draining."""
+        if not self._draining.acquire(blocking=False):
+            return 0
+        try:
+            return self.worker.drain(
+                deadline=deadline, done=lambda: self._finished(job_id)
+            )
+        finally:
+            self._draining.release()
 
     def _waiter(self, job_id: str) -> threading.Event:
         with self._waiters_lock:
@@ -151,16 +169,20 @@ def resolve_tenant(settings: Settings, requested: str | None) -> str:
 
 
 def get_service(
-    tenant_id: str | None = None, environ: Mapping[str, str] | None = None
+    tenant_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    patience: StoragePatience = BACKGROUND,
 ) -> Service:
-    """The service for the current settings and a tenant.
+    """The service for the current settings, a tenant and a storage patience.
 
     Raises SettingsError, RequestError (a tenant not allowed) or StorageError.
     """
     settings = Settings.from_environ(environ)
     tenant = resolve_tenant(settings, tenant_id)
+    key = (settings, tenant, patience)
     with _services_lock:
-        service = _services.get((settings, tenant))
+        service = _services.get(key)
         if service is None:
-            service = _services[(settings, tenant)] = Service.build(settings, tenant)
+            service = _services[key] = Service.build(settings, tenant, patience)
         return service

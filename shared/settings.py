@@ -51,6 +51,8 @@ DEFAULT_AUDIT_RETENTION_DAYS = 90
 _MAX_SYNC_WAIT_S = 200.0
 # Every setting the app reads, including those the Functions host reads for
 # it (timer schedules, storage). Deployment templates must define each one.
+# WEBSITE_HOSTNAME is read too, but the platform sets it (App Service in
+# Azure, Core Tools on a workstation), so no template defines it.
 SETTING_NAMES = frozenset(
     {
         "DEFENDER_TENANT_ID",
@@ -75,6 +77,7 @@ SETTING_NAMES = frozenset(
         "BATCH_DELETE_TIMER_SCHEDULE",
         "CLEANUP_SCHEDULE",
         "CLEANUP_POLICY",
+        "PUBLIC_BASE_URL",
     }
 )
 _MAX_LINGER_S = 60.0
@@ -157,6 +160,8 @@ class Settings:
     max_deletes_per_day: int = DEFAULT_MAX_DELETES_PER_DAY
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     cleanup_policy: str | None = None
+    public_base_url: str | None = None
+    website_hostname: str | None = None
 
     def parsed_cleanup_policy(self) -> CleanupPolicy | None:
         """The validated cleanup policy, or None when no cleanup is set."""
@@ -179,6 +184,29 @@ class Settings:
             return False
         host = urlsplit(self.authority_host).hostname or ""
         return host.lower() not in _KNOWN_AUTHORITY_HOSTS
+
+    def public_base_url_for(self, request_url: str) -> str:
+        """Where callers reach the app, for the URLs it hands out: the scheme,
+        host and any path prefix, without a trailing slash.
+
+        `PUBLIC_BASE_URL` when set, else the host name App Service (or Core
+        Tools, on a workstation) puts in `WEBSITE_HOSTNAME`. Only when neither
+        is set and the request names a loopback host, as in local development,
+        is that host used; otherwise "", which leaves the URL relative. The
+        request's Host header is the caller's to choose, so a URL built from
+        it could send whoever follows it, function key and all, elsewhere.
+        """
+        if self.public_base_url:
+            return self.public_base_url
+        request = urlsplit(request_url)
+        scheme = request.scheme if request.scheme in ("http", "https") else "http"
+        if self.website_hostname:
+            # Core Tools serves http on localhost; App Service serves https.
+            local = is_loopback_url(f"//{self.website_hostname}")
+            return f"{scheme if local else 'https'}://{self.website_hostname}"
+        if is_loopback_url(request_url):
+            return f"{scheme}://{request.netloc.rpartition('@')[2]}"
+        return ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -229,6 +257,10 @@ class Settings:
                 "AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS
             ),
             cleanup_policy=reader.secret("CLEANUP_POLICY"),
+            public_base_url=_no_trailing_slash(
+                reader.optional("PUBLIC_BASE_URL", _check_base_url)
+            ),
+            website_hostname=reader.optional("WEBSITE_HOSTNAME", _check_host_name),
         )
         reader.check_cleanup_policy(settings)
         reader.check_secret_source(settings)
@@ -398,3 +430,31 @@ def _check_api_url(value: str) -> str | None:
     if parts.path.strip("/") or parts.query or parts.fragment:
         return "must be the API host only, without a path or query"
     return None
+
+
+def _check_base_url(value: str) -> str | None:
+    problem = _check_https_or_loopback(value)
+    if problem:
+        return problem
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        return (
+            "must be the URL callers reach the app at, without a user name, "
+            f"query or fragment, got {value!r}"
+        )
+    return None
+
+
+def _check_host_name(value: str) -> str | None:
+    parts = urlsplit(f"//{value}")
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.hostname and port_ok and parts.netloc == value and "@" not in value:
+        return None
+    return f"must be a host name with an optional port, got {value!r}"
+
+
+def _no_trailing_slash(url: str | None) -> str | None:
+    return url.rstrip("/") if url else None

@@ -92,6 +92,9 @@ class TableBudget:
                 logger.warning("every caller of %s waits %.1fs", api, retry_after_s)
                 return
 
+    def wait_s(self, api: str) -> float:
+        return max(0.0, self._wait(api, self._read(api), self._clock()))
+
     def _release(self, slot: Slot, sent: bool) -> None:
         while True:
             state = self._read(slot.api)

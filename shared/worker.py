@@ -12,19 +12,20 @@ pieces they came from.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .defender import DefenderClient
-from .deletion import TenantListing, settle_batch
+from .defender import API_BATCH_DELETE, DefenderClient
+from .deletion import SettlingPaused, TenantListing, settle_batch
 from .errors import BatchDeleteError, StorageError
 from .ids import MAX_IDS_PER_BATCH
-from .jobs import JobStatus, JobStore, Piece
+from .jobs import MAX_PIECES_PER_PACK, JobStatus, JobStore, Piece
 from .outcomes import restrict
-from .pacing import RateBudget
+from .pacing import BudgetExhausted, RateBudget
 from .report import BatchOutcome, Failure
 
 __all__ = [
@@ -43,7 +44,15 @@ DEFAULT_MAX_LINGER_S = 10.0
 MAX_PIECE_ATTEMPTS = 5
 RETRY_BASE_S = 2.0
 RETRY_MAX_S = 60.0
-IDLE_POLL_S = 0.25
+# The longest a lane sleeps before looking again while a pack lingers or the
+# budget is spent: other workers may have taken the pieces meanwhile.
+MAX_WAIT_STEP_S = 5.0
+# After a storage failure a lane waits, doubling from the first wait to the
+# longest while failures last, before it looks for work again.
+STORAGE_RETRY_BASE_S = 0.5
+STORAGE_RETRY_MAX_S = 10.0
+# How long a worker remembers when it first saw a piece (see `_Arrivals`).
+_KEEP_SEEN_S = 60.0
 # Failures that a later attempt can cure: no answer, server trouble, expired
 # credentials, throttling past our patience.
 _FINAL_STATUSES = range(400, 500)
@@ -76,6 +85,13 @@ class Worker:
         self._clock = clock
         self._sleep = sleep
         self._listing = TenantListing(client)
+        self._choosing = threading.Lock()
+        self._arrivals = _Arrivals(keep_s=max(_KEEP_SEEN_S, 2 * self._max_linger_s))
+        # Jobs whose pieces are all done but whose final status could not be
+        # written: tried again at the next step, as nothing else would finish
+        # them until someone polls them.
+        self._unfinished: set[str] = set()
+        self._unfinished_lock = threading.Lock()
         # Told the ID of each job this worker finishes, to wake its waiters.
         self.on_finished: Callable[[str], None] | None = None
 
@@ -87,17 +103,26 @@ class Worker:
     ) -> int:
         """Settle pending work until none is left, `done()` or the deadline.
 
-        Returns how many batches this call sent.
+        A storage failure does not end it: the lane that met it waits (a
+        jittered backoff, never past the deadline) and looks again, so a
+        storage blip delays the work instead of ending the worker, the timer
+        tick or the request doing it. Returns how many batches this call sent.
         """
         stop = threading.Event()
         sent = [0]
         lock = threading.Lock()
 
-        def loop(lane: int) -> None:
+        def loop() -> None:
+            backoff = _Backoff(STORAGE_RETRY_BASE_S, STORAGE_RETRY_MAX_S)
             while not stop.is_set() and self._clock() < deadline:
-                if done is not None and done():
-                    break
-                outcome = self._step(deadline, lane)
+                try:
+                    if done is not None and done():
+                        break
+                    outcome = self._step(deadline)
+                except StorageError as exc:
+                    self._wait_for_storage(exc, backoff.next(), deadline)
+                    continue
+                backoff.reset()
                 if outcome is None:
                     break
                 if outcome:
@@ -106,64 +131,132 @@ class Worker:
             stop.set()
 
         with ThreadPoolExecutor(self._concurrency, "drain") as pool:
-            for future in [pool.submit(loop, n) for n in range(self._concurrency)]:
+            for future in [pool.submit(loop) for _ in range(self._concurrency)]:
                 future.result()
         return sent[0]
 
-    def _step(self, deadline: float, lane: int = 0) -> bool | None:
-        """One pack: True when sent, False to look again, None when idle.
+    def _wait_for_storage(
+        self, error: StorageError, delay: float, deadline: float
+    ) -> None:
+        """Sleep `delay` after a storage failure, but not past the deadline."""
+        delay = min(delay, max(0.0, deadline - self._clock()))
+        logger.warning(
+            "state storage failed; looking for work again in %.1fs: %s", delay, error
+        )
+        self._sleep(delay)
 
-        Concurrent lanes of one drain start from different packs among the
-        oldest, so they do not all race for the same pieces.
+    def _step(self, deadline: float) -> bool | None:
+        """One pack: True when sent, False to look again, None when idle or
+        when the budget stopped the sending for longer than we wait.
+
+        The lanes of a worker choose and claim packs one at a time, so they
+        never race each other for the same pieces. A pack is claimed only
+        once it is due and the budget has room for its call: pieces that
+        arrive while a call must wait still join the pack, and no lease is
+        held while waiting.
         """
-        pieces = self._store.claimable()
-        if not pieces:
-            return None
-        packs = _packs(pieces, self._concurrency)
-        pack = packs[lane % len(packs)]
-        size = sum(len(p.remaining) for p in pack)
-        wait = self._linger_left(pack, size, pieces)
-        if wait > 0:
-            self._sleep(min(wait, IDLE_POLL_S, max(0.0, deadline - self._clock())))
-            return False
+        self._finish_remembered()
         claim = uuid.uuid4().hex
-        claimed = self._store.claim(pack, claim, self._lease_s)
+        claimed = None
+        with self._choosing:
+            pieces = self._store.claimable()
+            if not pieces:
+                return None
+            pack = _packs(pieces, 1)[0]
+            size = sum(len(p.remaining) for p in pack)
+            wait = self._linger_left(pack, size, pieces)
+            if wait <= 0:
+                wait = self._budget.wait_s(API_BATCH_DELETE)
+            if wait <= 0:
+                claimed = self._claim(pack, claim)
+        if wait > 0:
+            self._sleep(min(wait, MAX_WAIT_STEP_S, max(0.0, deadline - self._clock())))
+            return False
         if claimed is None:
             return False
         self._mark_running(claimed)
-        self._settle(claimed, claim)
-        return True
+        return True if self._settle(claimed, claim) else None
+
+    def _claim(self, pack: list[Piece], claim: str) -> list[Piece] | None:
+        """Claim `pack`; None when another worker won one of its pieces.
+
+        When storage fails, whether the claim went in is unknown: it is given
+        back if it did (or else its pieces wait out the lease), and the
+        StorageError is raised.
+        """
+        try:
+            return self._store.claim(pack, claim, self._lease_s)
+        except StorageError:
+            self._release(pack, claim)
+            raise
+
+    def _release(self, pieces: Sequence[Piece], claim: str) -> None:
+        try:
+            self._store.release(pieces, claim)
+        except StorageError as exc:
+            logger.warning(
+                "could not give back %d pieces; they wait for their lease: %s",
+                len(pieces),
+                exc,
+            )
 
     def _linger_left(
         self, pack: Sequence[Piece], size: int, waiting: Sequence[Piece]
     ) -> float:
-        """Seconds to hold a partial batch: until quiet, or the oldest is due."""
-        if size >= MAX_IDS_PER_BATCH:
-            return 0.0
+        """Seconds to hold a partial batch: until quiet, or the oldest is due.
+
+        Both are measured from when this worker first saw the pieces (see
+        `_Arrivals`); a piece is due at the latest twice `max_linger_s`
+        after its stamp, whoever saw it when.
+        """
         now = self._clock()
-        newest = max(p.created_ms for p in waiting) / 1000
-        oldest = min(p.created_ms for p in pack) / 1000
-        quiet_left = newest + self._linger_s - now
+        seen = self._arrivals.first_seen(waiting, now)
+        if size >= MAX_IDS_PER_BATCH or len(pack) >= MAX_PIECES_PER_PACK:
+            return 0.0
+        quiet_left = max(seen.values()) + self._linger_s - now
         if quiet_left <= 0:
             return 0.0
-        return min(quiet_left, oldest + self._max_linger_s - now)
+        oldest_seen = min(seen[p.row_key] for p in pack)
+        oldest_stamp = min(p.created_ms for p in pack) / 1000
+        due = min(
+            oldest_seen + self._max_linger_s, oldest_stamp + 2 * self._max_linger_s
+        )
+        return min(quiet_left, due - now)
 
-    def _settle(self, pieces: list[Piece], claim: str) -> None:
+    def _settle(self, pieces: list[Piece], claim: str) -> bool:
+        """Send the claimed pieces' IDs and record what was settled.
+
+        Returns False when the budget allows no call for longer than the
+        client waits: the IDs not sent go back to pending, without counting
+        an attempt, until it does.
+        """
         ids = [i for p in pieces for i in p.remaining]
         outcome = self._settle_absent(pieces, ids)
         absent = set(outcome.not_found)
         ids = [i for i in ids if i not in absent]
+        paused = None
         if ids:
             try:
                 outcome.merge(settle_batch(self._client, ids, self._listing))
+            except SettlingPaused as exc:
+                outcome.merge(exc.settled)
+                paused = exc
             except BatchDeleteError as exc:
                 outcome.failed.extend(Failure.from_error(i, exc) for i in ids)
         retry, retry_at, last_error = self._hold_back_transient(outcome, pieces)
+        if paused is not None:
+            retry_at, last_error = self._hold_back_paused(
+                paused, outcome, ids, retry_at, last_error
+            )
         settled = {p.row_key: restrict(outcome, p.remaining) for p in pieces}
         for part in settled.values():
             part.failed = [f for f in part.failed if f.id not in retry]
-        self._record(pieces, claim, settled, retry_at, last_error)
-        self._finish_jobs({p.job_id for p in pieces})
+        count_attempt = paused is None or bool(retry)
+        stored = self._record(
+            pieces, claim, settled, retry_at, last_error, count_attempt=count_attempt
+        )
+        self._finish_recorded(pieces, stored)
+        return paused is None or paused.resume_after_s is None
 
     def _settle_absent(self, pieces: Sequence[Piece], ids: list[int]) -> BatchOutcome:
         """Settle IDs of large jobs that a listing shows are gone.
@@ -177,7 +270,7 @@ class Worker:
         newest = max(p.created_ms for p in pieces) / 1000
         try:
             present = self._listing.present(newer_than=newest)
-        except BatchDeleteError as exc:
+        except (BatchDeleteError, BudgetExhausted) as exc:
             logger.warning("could not list the tenant first: %s", exc)
             return BatchOutcome()
         return BatchOutcome(not_found=[i for i in ids if i not in present])
@@ -202,6 +295,27 @@ class Worker:
         )
         return {f.id for f in transient}, self._clock() + delay, reason
 
+    def _hold_back_paused(
+        self,
+        paused: SettlingPaused,
+        outcome: BatchOutcome,
+        sent: Sequence[int],
+        retry_at: float | None,
+        last_error: str | None,
+    ) -> tuple[float, str]:
+        """When to send again the IDs a paused budget kept back, and why.
+
+        They wait until the budget allows a call, or when that is unknown
+        (its storage failed) as long as a first retry would.
+        """
+        delay = paused.resume_after_s
+        if delay is None:
+            delay = RETRY_BASE_S
+        settled = set(outcome.settled_ids())
+        held = sum(1 for i in sent if i not in settled)
+        logger.warning("%d IDs will be sent again in %.0fs: %s", held, delay, paused)
+        return max(retry_at or 0.0, self._clock() + delay), last_error or str(paused)
+
     def _record(
         self,
         pieces: list[Piece],
@@ -209,27 +323,80 @@ class Worker:
         settled: dict[str, BatchOutcome],
         retry_at: float | None,
         last_error: str | None,
-    ) -> None:
-        delay = 0.5
+        *,
+        count_attempt: bool = True,
+    ) -> list[Piece] | None:
+        """Store the batch's outcome; the pieces as stored, or None when
+        they could not be (another worker will settle them).
+
+        Defender's answers are only in memory until they are stored, so an
+        outcome that settled IDs is retried while the lease lasts. One that
+        settled none is tried once: if that fails, the pieces only wait out
+        their lease, and the caller is not held up for it.
+        """
+        answers = any(part.settled_ids() for part in settled.values())
+        backoff = _Backoff(STORAGE_RETRY_BASE_S, STORAGE_RETRY_MAX_S)
         while True:
             try:
-                self._store.record(pieces, claim, settled, retry_at, last_error)
-                return
+                return self._store.record(
+                    pieces,
+                    claim,
+                    settled,
+                    retry_at,
+                    last_error,
+                    count_attempt=count_attempt,
+                )
             except StorageError as exc:
-                # Defender's answer is only in memory now: keep trying while
-                # the lease lasts; after that another worker resends the IDs.
+                delay = backoff.next()
+                if not answers:
+                    logger.warning(
+                        "could not give back %d pieces; they wait for their lease: %s",
+                        len(pieces),
+                        exc,
+                    )
+                    return None
                 if self._clock() + delay > pieces[0].lease_until:
                     logger.error("could not record a batch's outcome: %s", exc)
-                    return
+                    return None
                 logger.warning("storage unavailable, retrying: %s", exc)
                 self._sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def _mark_running(self, pieces: Sequence[Piece]) -> None:
-        for job_id in {p.job_id for p in pieces}:
-            job = self._store.get(job_id)
-            if job is not None and job.status == JobStatus.PENDING:
-                self._store.set_status(job, JobStatus.RUNNING)
+        """Show the pieces' jobs as Running; a storage failure only leaves
+        them Pending until they finish."""
+        try:
+            self._store.mark_running(dict.fromkeys(p.job_id for p in pieces))
+        except StorageError as exc:
+            logger.warning("could not mark jobs as running: %s", exc)
+
+    def _finish_recorded(
+        self, pieces: Sequence[Piece], stored: Sequence[Piece] | None
+    ) -> None:
+        """Finish the jobs of pieces just recorded, if they are all done.
+
+        A storage failure here is not the batch's: its outcome is stored.
+        The jobs are remembered and finished at this worker's next step.
+        """
+        whole = _whole_jobs(stored or [])
+        try:
+            self._finish_jobs({p.job_id for p in pieces} - whole.keys())
+            self._finish_whole(whole)
+        except StorageError as exc:
+            logger.warning("could not finish jobs, trying again soon: %s", exc)
+            with self._unfinished_lock:
+                self._unfinished.update(p.job_id for p in pieces)
+
+    def _finish_remembered(self) -> None:
+        """Finish the jobs a storage failure left unfinished; raises
+        StorageError, and then remembers them still."""
+        with self._unfinished_lock:
+            job_ids, self._unfinished = self._unfinished, set()
+        try:
+            self._finish_jobs(job_ids)
+        except StorageError:
+            with self._unfinished_lock:
+                self._unfinished.update(job_ids)
+            raise
 
     def finish_if_settled(self, job_id: str) -> None:
         """Finish a job whose pieces are all settled but whose status is not
@@ -237,33 +404,98 @@ class Worker:
         self._finish_jobs({job_id})
 
     def _finish_jobs(self, job_ids: set[str]) -> None:
+        """Finish those of `job_ids` whose pieces are all done, reading each
+        job and its pieces to find out."""
         for job_id in job_ids:
             job = self._store.get(job_id)
             if job is None or job.finished:
                 continue
             if self._store.has_unfinished_pieces(job):
                 continue
-            pieces = self._store.pieces_of(job)
             total = BatchOutcome()
-            for piece in pieces:
+            for piece in self._store.pieces_of(job):
                 total.merge(piece.outcome)
-            status = JobStatus.FAILED if total.failed else JobStatus.COMPLETED
+            status = _final_status(total)
             self._store.set_status(job, status)
-            if self.on_finished is not None:
-                self.on_finished(job_id)
-            logger.info(
-                "job %s: %s (deleted=%d, notFound=%d, forbidden=%d, failed=%d)",
-                job_id,
-                status.value,
-                len(total.deleted),
-                len(total.not_found),
-                len(total.forbidden),
-                len(total.failed),
-            )
+            self._finished(job_id, status, total)
+
+    def _finish_whole(self, whole: dict[str, Piece]) -> None:
+        """Finish jobs of one piece that was just recorded done: their
+        outcome is in hand, so nothing needs to be read."""
+        if not whole:
+            return
+        statuses = {job_id: _final_status(p.outcome) for job_id, p in whole.items()}
+        self._store.finish(statuses)
+        for job_id, status in statuses.items():
+            self._finished(job_id, status, whole[job_id].outcome)
+
+    def _finished(self, job_id: str, status: JobStatus, total: BatchOutcome) -> None:
+        if self.on_finished is not None:
+            self.on_finished(job_id)
+        logger.info(
+            "job %s: %s (deleted=%d, notFound=%d, forbidden=%d, failed=%d)",
+            job_id,
+            status.value,
+            len(total.deleted),
+            len(total.not_found),
+            len(total.forbidden),
+            len(total.failed),
+        )
+
+
+class _Arrivals:
+    """When this worker first saw each waiting piece.
+
+    Lingering is measured from when a piece became visible, not from the
+    time stamped in it: under load a request's job is committed a while
+    after its stamp, and measured by stamps a steady stream of requests
+    would look quiet, or overdue, and be sent in half-empty batches. Pieces
+    seen more than `keep_s` ago are forgotten; one still waiting by then is
+    past any linger anyway.
+    """
+
+    def __init__(self, keep_s: float) -> None:
+        self._keep_s = keep_s
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_seen(self, waiting: Sequence[Piece], now: float) -> dict[str, float]:
+        """When each of `waiting` was first seen, by row key; those not
+        seen before are seen `now`."""
+        with self._lock:
+            seen = {p.row_key: self._seen.setdefault(p.row_key, now) for p in waiting}
+            cutoff = now - self._keep_s
+            if min(self._seen.values(), default=now) < cutoff:
+                self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
+            return seen
+
+
+class _Backoff:
+    """Waits that double from `first_s` up to `most_s` while failures last,
+    jittered so that lanes and instances which failed together do not all
+    come back at the same moment."""
+
+    def __init__(self, first_s: float, most_s: float) -> None:
+        self._first_s = first_s
+        self._most_s = most_s
+        self._ceiling = first_s
+
+    def next(self) -> float:
+        """The wait after one more failure in a row."""
+        ceiling = self._ceiling
+        self._ceiling = min(self._most_s, ceiling * 2)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self._ceiling = self._first_s
 
 
 def _packs(pieces: Sequence[Piece], most: int) -> list[list[Piece]]:
-    """Up to `most` batches of the oldest pieces, each filled first fit."""
+    """Up to `most` batches of the oldest pieces, each filled first fit.
+
+    A pack is claimed in one table transaction, so it holds at most
+    `MAX_PIECES_PER_PACK` pieces however few IDs they carry.
+    """
     packs: list[list[Piece]] = []
     left = list(pieces)
     while left and len(packs) < most:
@@ -273,12 +505,27 @@ def _packs(pieces: Sequence[Piece], most: int) -> list[list[Piece]]:
             if size + len(piece.remaining) <= MAX_IDS_PER_BATCH:
                 pack.append(piece)
                 size += len(piece.remaining)
-            if size == MAX_IDS_PER_BATCH:
+            if size == MAX_IDS_PER_BATCH or len(pack) == MAX_PIECES_PER_PACK:
                 break
         packs.append(pack)
         taken = {p.row_key for p in pack}
         left = [p for p in left if p.row_key not in taken]
     return packs
+
+
+def _whole_jobs(stored: Sequence[Piece]) -> dict[str, Piece]:
+    """The done pieces in `stored` that are the whole of their job, by job.
+
+    A job of at most one batch's IDs is stored as a single piece; a job
+    size of 0 comes from a piece written before sizes were kept.
+    """
+    return {
+        p.job_id: p for p in stored if p.done and 0 < p.job_size <= MAX_IDS_PER_BATCH
+    }
+
+
+def _final_status(total: BatchOutcome) -> JobStatus:
+    return JobStatus.FAILED if total.failed else JobStatus.COMPLETED
 
 
 def _transient(failure: Failure) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import socket
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -375,31 +375,123 @@ def test_a_tenant_naming_a_host_is_refused_before_any_sign_in(
     assert canary_server.received == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the status URL (Location, statusQueryGetUri) is built from the "
-        "request's Host header and carries the function key as ?code=, so a "
-        "forged Host sends a client that follows it, key and all, elsewhere"
-    ),
-)
+# --- where the status URL leads -----------------------------------------------------
+#
+# The status URL carries the function key as ?code=, so whoever it leads to
+# gets the key. The app builds it on its own address: PUBLIC_BASE_URL, else
+# WEBSITE_HOSTNAME, which App Service sets in Azure and Core Tools sets on a
+# workstation. The local host sets neither, so these tests set them as the
+# platform would.
+
+MAX_POLLS = 10
+ADDRESS_SETTINGS = ("PUBLIC_BASE_URL", "WEBSITE_HOSTNAME")
+
+
+def start_slow_job(
+    monkeypatch: pytest.MonkeyPatch,
+    function_url: str,
+    function_key: str,
+    indicator_id: str,
+    host: str,
+) -> requests.Response:
+    """POST with a forged Host header and no synchronous wait, so the answer
+    is a 202 carrying both Location and statusQueryGetUri."""
+    monkeypatch.setenv("SYNC_WAIT_SECONDS", "0")
+    response = requests.post(
+        function_url,
+        json={"IndicatorIds": [indicator_id]},
+        headers={"Host": host, KEY_HEADER: function_key},
+        timeout=HTTP_TIMEOUT_S,
+    )
+    assert response.status_code == 202, response.text
+    return response
+
+
+def poll_until_done(status_url: str, function_key: str) -> requests.Response:
+    """GET the status URL (its key sent as a header) until the job is done."""
+    for _ in range(MAX_POLLS):
+        polled = requests.get(
+            without_query(status_url),
+            headers={KEY_HEADER: function_key},
+            timeout=HTTP_TIMEOUT_S,
+        )
+        if polled.status_code != 202:
+            return polled
+    raise AssertionError(f"the job was not done after {MAX_POLLS} polls")
+
+
+@pytest.fixture
+def no_own_address(
+    monkeypatch: pytest.MonkeyPatch, stack: LocalStack, home_app_registered: None
+) -> pytest.MonkeyPatch:
+    """The app with neither address setting: it knows no address of its own."""
+    for name in ADDRESS_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("setting", ADDRESS_SETTINGS)
 def test_the_status_url_stays_on_the_host_the_caller_reached(
-    stack: LocalStack,
+    no_own_address: pytest.MonkeyPatch,
     tenant: list[dict[str, Any]],
-    home_app_registered: None,
     canary_server: CanaryServer,
     function_url: str,
     function_key: str,
+    setting: str,
 ) -> None:
-    response = requests.post(
-        function_url,
-        json={"IndicatorIds": [tenant[0]["id"]]},
-        headers={"Host": canary_server.netloc, KEY_HEADER: function_key},
-        timeout=HTTP_TIMEOUT_S,
+    monkeypatch = no_own_address
+    reached = urlsplit(function_url)
+    own_address = {
+        "PUBLIC_BASE_URL": f"{reached.scheme}://{reached.netloc}",
+        "WEBSITE_HOSTNAME": reached.netloc,
+    }
+    monkeypatch.setenv(setting, own_address[setting])
+
+    response = start_slow_job(
+        monkeypatch, function_url, function_key, tenant[0]["id"], canary_server.netloc
     )
 
-    status_host = urlsplit(response.json()["statusQueryGetUri"]).netloc
-    location_host = urlsplit(response.headers.get("Location", "")).netloc
+    status_url = response.json()["statusQueryGetUri"]
+    assert response.headers["Location"] == status_url
+    assert without_query(status_url) == f"{function_url}/{response.json()['id']}"
+    assert poll_until_done(status_url, function_key).status_code == 200
+    assert canary_server.received == []
+
+
+def test_an_app_without_an_address_of_its_own_answers_a_relative_status_url(
+    no_own_address: pytest.MonkeyPatch,
+    tenant: list[dict[str, Any]],
+    function_url: str,
+    function_key: str,
+) -> None:
+    monkeypatch = no_own_address
+
+    response = start_slow_job(
+        monkeypatch, function_url, function_key, tenant[0]["id"], "evil.example"
+    )
+
+    status_url = response.json()["statusQueryGetUri"]
+    parts = urlsplit(status_url)
+    assert response.headers["Location"] == status_url
+    assert (parts.scheme, parts.netloc) == ("", "")
+    assert parts.path == f"{urlsplit(function_url).path}/{response.json()['id']}"
+    followed = urljoin(function_url, status_url)
+    assert poll_until_done(followed, function_key).status_code == 200
+
+
+def test_in_local_development_a_loopback_host_gives_the_status_urls_host(
+    no_own_address: pytest.MonkeyPatch,
+    tenant: list[dict[str, Any]],
+    function_url: str,
+    function_key: str,
+) -> None:
+    monkeypatch = no_own_address
     reached = urlsplit(function_url).netloc
-    assert status_host in ("", reached)
-    assert location_host in ("", reached)
+
+    response = start_slow_job(
+        monkeypatch, function_url, function_key, tenant[0]["id"], reached
+    )
+
+    status_url = response.json()["statusQueryGetUri"]
+    assert without_query(status_url) == f"{function_url}/{response.json()['id']}"
+    assert poll_until_done(status_url, function_key).status_code == 200

@@ -17,11 +17,9 @@ For every answer:
   message of a Python exception, or the value of a sensitive app setting,
   unless the request itself carried that text.
 
-Weaknesses this file found are listed in `KNOWN_WEAKNESSES`, each with a
-reproduction that is expected to fail (`xfail(strict=True)`); the fuzz runs
-tolerate exactly those and count them. Fixing one makes its reproduction
-pass, which fails the run until its entry is deleted, and with the entry the
-fuzz tolerance goes too.
+Weaknesses these runs found, now fixed, are kept in `FIXED_WEAKNESSES`,
+each with the smallest call that showed it, which must get a clean 400
+naming what was wrong.
 """
 
 from __future__ import annotations
@@ -31,19 +29,21 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import azure.functions as func
 import pytest
+from azure.data.tables import TableClient
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import BatchDeleteHttp
 from emulator.auth import ROLE_ALL
 from localdev.stack import LOCAL_TENANT_ID, REPO_ROOT, LocalStack
+from shared.defender import MAX_WAIT_S
 from shared.handlers import JOB_FILTERS
 from shared.http_api import (
     INDICATOR_TYPES,
@@ -208,6 +208,12 @@ class Secrets:
 
 def answer(call: Call, secrets: Secrets) -> int:
     """Call `main` and check every invariant; raises Violation."""
+    status, _ = answered(call, secrets)
+    return status
+
+
+def answered(call: Call, secrets: Secrets) -> tuple[int, Any]:
+    """`answer`, with the answer's JSON body as well."""
     try:
         response = BatchDeleteHttp.main(call.request())
     except Exception as exc:
@@ -223,7 +229,7 @@ def answer(call: Call, secrets: Secrets) -> int:
     if status >= 400:
         _check_error(status, document)
     _check_no_leak(status, text, call, secrets)
-    return status
+    return status, document
 
 
 def _check_error(status: int, document: Any) -> None:
@@ -262,134 +268,80 @@ def _check_no_leak(status: int, text: str, call: Call, secrets: Secrets) -> None
             raise Violation(f"shows {what}", text, status)
 
 
-# --- known weaknesses -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KnownWeakness:
-    """A product weakness found here, its reproduction, and how to spot it."""
-
-    name: str
-    reason: str
-    reproduction: Call
-    spotted: Callable[[Call, Violation], bool]
-
-
-def _lone_surrogate_in(value: Any) -> bool:
-    if isinstance(value, str):
-        return any(0xD800 <= ord(c) <= 0xDFFF for c in value)
-    if isinstance(value, list):
-        return any(_lone_surrogate_in(v) for v in value)
-    return False
-
-
-def _field(call: Call, name: str) -> Any:
-    document = call.document()
-    return document.get(name) if isinstance(document, dict) else None
-
-
-def _first_unknown_field_unreadable(call: Call, violation: Violation) -> bool:
-    document = call.document()
-    if violation.kind != "400 names nothing" or not isinstance(document, dict):
-        return False
-    unknown = [name for name in document if name not in REQUEST_FIELDS]
-    return bool(unknown) and not (unknown[0].strip() and unknown[0].isprintable())
-
-
-def _integer_too_long(call: Call, violation: Violation) -> bool:
-    digits = re.search(rb"\d{%d}" % (INT_MAX_STR_DIGITS + 1), call.body)
-    return violation.kind == "escaped" and digits is not None
-
-
-def _top_with_other_digits(call: Call, violation: Violation) -> bool:
-    top = call.params.get("top", "")
-    return violation.kind == "escaped" and top.isdigit() and not top.isascii()
-
-
-def _since_out_of_range(call: Call, violation: Violation) -> bool:
-    escaped = violation.kind == "escaped" and "since" in call.params
-    return escaped and "OverflowError" in violation.detail
-
-
-def _surrogate_idempotency_key(call: Call, violation: Violation) -> bool:
-    return violation.kind == "escaped" and _lone_surrogate_in(_field(call, "requestId"))
-
-
-def _surrogate_value(call: Call, violation: Violation) -> bool:
-    return violation.kind == "shows a Python error message" and _lone_surrogate_in(
-        _field(call, "IndicatorValues")
-    )
-
-
-def _unstorable_idempotency_key(call: Call, violation: Violation) -> bool:
-    key = {k.lower(): v for k, v in call.headers.items()}.get("idempotency-key", "")
-    return violation.status == 503 and len(key) > MAX_TEXT_FIELD_CHARS
+# --- fixed weaknesses -----------------------------------------------------------------
 
 
 # Stored by dry runs before the listings are fuzzed, so that listings render
 # jobs holding them.
-ODD_TEXTS = ("\ud800", "\x00\x1b[31m", "' or 1 eq 1", "\u202eevil", "é" * 1_000)
+ODD_TEXTS = ("\x00\x1b[31m", "' or 1 eq 1", "\u202eevil", "é" * 1_000)
 
 
 def _dry_run(**fields: Any) -> bytes:
     return json.dumps({"IndicatorIds": ["40050"], "dryRun": True, **fields}).encode()
 
 
-KNOWN_WEAKNESSES = (
-    KnownWeakness(
+# An error answer repeats at most a short excerpt of what was sent.
+SMALL_ANSWER_CHARS = 2_000
+
+
+@dataclass(frozen=True)
+class FixedWeakness:
+    """A weakness these runs found and the product fixed: its reproduction
+    now gets a clean 400 that names `place`."""
+
+    name: str
+    reproduction: Call
+    place: str
+
+
+FIXED_WEAKNESSES = (
+    FixedWeakness(
         "unknown-field-names-unquoted",
-        "an unknown body field is named unquoted, so a blank or control-"
-        "character name leaves the 400's message naming nothing",
         Call("POST", b'{"": 1, "IndicatorIds": ["1"]}'),
-        _first_unknown_field_unreadable,
+        "''",
     ),
-    KnownWeakness(
+    FixedWeakness(
         "json-integer-past-int-max-str-digits",
-        "json.loads raises a plain ValueError (not JSONDecodeError) for an "
-        "integer literal over 4,300 digits; it escapes main as a 500",
-        Call("POST", b'{"IndicatorIds": [' + b"7" * 5_000 + b"]}"),
-        _integer_too_long,
+        Call(
+            "POST",
+            b'{"IndicatorIds": [' + b"7" * (INT_MAX_STR_DIGITS + 700) + b"]}",
+        ),
+        "body",
     ),
-    KnownWeakness(
-        "top-with-non-ascii-digits",
-        "str.isdigit() accepts '²' and other Unicode digits that int() "
-        "refuses; ?top=² escapes main as a ValueError",
-        Call("GET", b"", params={"top": "²"}),
-        _top_with_other_digits,
+    FixedWeakness(
+        "top-with-non-ascii-digits", Call("GET", b"", params={"top": "²"}), "top"
     ),
-    KnownWeakness(
+    FixedWeakness(
         "since-out-of-datetime-range",
-        "?since=0001-01-01T00:00:00+01:00 overflows when converted to UTC; "
-        "the OverflowError escapes main",
         Call("GET", b"", params={"since": "0001-01-01T00:00:00+01:00"}),
-        _since_out_of_range,
+        "since",
     ),
-    KnownWeakness(
+    FixedWeakness(
+        "since-past-the-last-datetime",
+        Call("GET", b"", params={"since": "9999-12-31T23:59:59-01:00"}),
+        "since",
+    ),
+    FixedWeakness(
         "lone-surrogate-request-id",
-        'a requestId of "\\ud800" is hashed with str.encode() and the '
-        "UnicodeEncodeError escapes main",
         Call("POST", b'{"IndicatorIds": ["1"], "requestId": "\\ud800"}'),
-        _surrogate_idempotency_key,
+        "requestId",
     ),
-    KnownWeakness(
+    FixedWeakness(
+        "lone-surrogate-reason",
+        Call("POST", b'{"IndicatorIds": ["1"], "reason": "a\\udfffb"}'),
+        "reason",
+    ),
+    FixedWeakness(
         "lone-surrogate-value-message",
-        "an IndicatorValues entry with a lone surrogate is answered with "
-        "Python's codec error about the OData filter, not the entry's index",
         Call("POST", b'{"IndicatorValues": ["\\ud800"], "dryRun": true}'),
-        _surrogate_value,
+        "IndicatorValues[0]",
     ),
-    KnownWeakness(
+    FixedWeakness(
         "idempotency-key-too-long-to-store",
-        "an Idempotency-Key header longer than a table property holds makes "
-        "a dry run answer 503 'retry later'; no retry can ever succeed",
         Call("POST", _dry_run(), headers={"Idempotency-Key": "k" * 40_000}),
-        _unstorable_idempotency_key,
+        "Idempotency-Key",
     ),
 )
-
-
-def known_weakness(call: Call, violation: Violation) -> KnownWeakness | None:
-    return next((w for w in KNOWN_WEAKNESSES if w.spotted(call, violation)), None)
 
 
 # --- strategies -----------------------------------------------------------------------
@@ -706,11 +658,10 @@ class Tally:
 
     name: str
     statuses: Counter[int] = field(default_factory=Counter)
-    known: Counter[str] = field(default_factory=Counter)
 
     @property
     def inputs(self) -> int:
-        return sum(self.statuses.values()) + sum(self.known.values())
+        return sum(self.statuses.values())
 
 
 @pytest.fixture(scope="module")
@@ -729,8 +680,6 @@ def tallies() -> Iterator[list[Tally]]:
     print()
     for tally in found:
         print(f"{tally.name}: {tally.inputs} inputs, {dict(tally.statuses)}")
-        if tally.known:
-            print(f"  known weaknesses hit: {dict(tally.known)}")
     print(f"fuzzed inputs in all: {sum(t.inputs for t in found)}")
 
 
@@ -741,7 +690,7 @@ def fuzz(
     secrets: Secrets,
     tallies: list[Tally],
 ) -> Tally:
-    """Try `examples` generated calls; raises on any unknown violation."""
+    """Try `examples` generated calls; raises on any violation."""
     tally = Tally(name)
     tallies.append(tally)
 
@@ -749,13 +698,7 @@ def fuzz(
     @given(calls)
     def run(call: Call) -> None:
         note(call.summary())
-        try:
-            tally.statuses[answer(call, secrets)] += 1
-        except Violation as violation:
-            weakness = known_weakness(call, violation)
-            if weakness is None:
-                raise
-            tally.known[weakness.name] += 1
+        tally.statuses[answer(call, secrets)] += 1
 
     run()
     assert tally.inputs >= examples
@@ -818,39 +761,29 @@ def test_the_fuzz_runs_try_at_least_ten_thousand_inputs() -> None:
     assert FUZZED_INPUTS >= 10_000
 
 
-@pytest.mark.parametrize(
-    "weakness",
-    [
-        pytest.param(
-            w,
-            id=w.name,
-            marks=pytest.mark.xfail(strict=True, raises=Violation, reason=w.reason),
-        )
-        for w in KNOWN_WEAKNESSES
-    ],
-)
-def test_known_weakness_is_answered_cleanly(
-    isolated_app: IsolatedApp, app_secrets: Secrets, weakness: KnownWeakness
+@pytest.mark.parametrize("fixed", FIXED_WEAKNESSES, ids=lambda f: f.name)
+def test_a_fixed_weakness_gets_a_400_naming_the_bad_part(
+    isolated_app: IsolatedApp, app_secrets: Secrets, fixed: FixedWeakness
 ) -> None:
-    try:
-        answer(weakness.reproduction, app_secrets)
-    except Violation as violation:
-        assert weakness.spotted(weakness.reproduction, violation), violation
-        raise
+    status, document = answered(fixed.reproduction, app_secrets)
+
+    error = document["error"]
+    assert status == 400, error
+    assert fixed.place in error["message"], error
+    assert len(json.dumps(document)) < SMALL_ANSWER_CHARS
 
 
-UPSTREAM_FAILURES = ("the vault refuses the identity", "Defender refuses the token")
+# Each upstream failure, and what the answer must say failed.
+UPSTREAM_FAILURES = {
+    "the vault refuses the identity": "Key Vault",
+    "Defender refuses the token": "Defender refused",
+}
+# Longer than the Defender client waits for a Retry-After, so a single 429
+# ends the call.
+THROTTLED_S = int(MAX_WAIT_S) + 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Violation,
-    reason=(
-        "a 502 answer quotes the internal error: the Key Vault URL and secret "
-        "name, or the Defender API URL, reach any caller holding a function key"
-    ),
-)
-@pytest.mark.parametrize("failure", UPSTREAM_FAILURES)
+@pytest.mark.parametrize("failure", list(UPSTREAM_FAILURES))
 def test_an_upstream_failure_is_answered_without_setting_values(
     stack: LocalStack,
     isolated_app: IsolatedApp,
@@ -862,7 +795,7 @@ def test_an_upstream_failure_is_answered_without_setting_values(
     call = Call("POST", _dry_run())
     tenant, client = isolated_app.tenant_id, isolated_app.client_id
     secret = isolated_app.client_secret
-    if failure == UPSTREAM_FAILURES[0]:
+    if failure == "the vault refuses the identity":
         stack.identity.revoke_vault_access()
     else:
         stack.identity.register_app(tenant, client, [secret], [])
@@ -876,3 +809,34 @@ def test_an_upstream_failure_is_answered_without_setting_values(
     assert response.status_code == 502, text
     _check_error(response.status_code, json.loads(text))
     _check_no_leak(response.status_code, text, call, app_secrets)
+    message = json.loads(text)["error"]["message"]
+    assert UPSTREAM_FAILURES[failure] in message and "retry" in message
+
+
+def test_defender_still_throttling_is_answered_429_with_its_retry_after(
+    stack: LocalStack,
+    isolated_app: IsolatedApp,
+    app_secrets: Secrets,
+    fresh_service: None,
+    state_table: TableClient,
+) -> None:
+    assert stack.emulator is not None
+    emulator = stack.emulator.emulator
+    call = Call("POST", _dry_run())
+    faults_before = emulator.set_faults()
+    emulator.set_faults(force_429=1, retry_after_s=THROTTLED_S)
+    try:
+        response = BatchDeleteHttp.main(call.request())
+    finally:
+        emulator.configure(faults=faults_before)
+        # The 429 made every caller of the tenant wait; later tests need not.
+        state_table.delete_entity(isolated_app.tenant_id.lower(), "budget-list")
+
+    text = response.get_body().decode()
+    assert response.status_code == 429, text
+    assert response.headers["Retry-After"] == str(THROTTLED_S)
+    _check_error(response.status_code, json.loads(text))
+    _check_no_leak(response.status_code, text, call, app_secrets)
+    error = json.loads(text)["error"]
+    assert error["code"] == "UpstreamThrottled"
+    assert "Defender" in error["message"]

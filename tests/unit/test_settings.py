@@ -105,3 +105,78 @@ def test_rate_limits_parse(text: str, expected: tuple[RateLimit, ...]) -> None:
 def test_bad_rate_limits_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_rate_limits(text)
+
+
+def test_public_base_url_keeps_a_gateways_path_without_the_trailing_slash() -> None:
+    settings = Settings.from_environ(
+        {**VALID, "PUBLIC_BASE_URL": "https://gateway.example/defender/"}
+    )
+
+    assert settings.public_base_url == "https://gateway.example/defender"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://app.example",
+        "https://app.example/?code=key",
+        "https://app.example/#top",
+        "https://user@app.example",
+        "app.example",
+    ],
+)
+def test_a_public_base_url_that_is_not_a_plain_https_url_is_refused(
+    url: str,
+) -> None:
+    with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):
+        Settings.from_environ({**VALID, "PUBLIC_BASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    "host", ["app.example/api", "user@app.example", "app.example:port"]
+)
+def test_a_website_hostname_that_is_not_a_host_is_refused(host: str) -> None:
+    with pytest.raises(SettingsError, match="WEBSITE_HOSTNAME"):
+        Settings.from_environ({**VALID, "WEBSITE_HOSTNAME": host})
+
+
+FORGED_REQUEST = "http://evil.example/api/indicators/batch-delete"
+LOOPBACK_REQUEST = "http://127.0.0.1:7071/api/indicators/batch-delete"
+
+
+@pytest.mark.parametrize(
+    ("environ", "request_url", "expected"),
+    [
+        pytest.param(
+            {"PUBLIC_BASE_URL": "https://gateway.example/ioc"},
+            LOOPBACK_REQUEST,
+            "https://gateway.example/ioc",
+            id="the setting, whatever the request",
+        ),
+        pytest.param(
+            {"WEBSITE_HOSTNAME": "ioc.azurewebsites.net"},
+            FORGED_REQUEST,
+            "https://ioc.azurewebsites.net",
+            id="App Service's host name, over https",
+        ),
+        pytest.param(
+            {"WEBSITE_HOSTNAME": "localhost:7071"},
+            "http://evil.example:7071/api",
+            "http://localhost:7071",
+            id="Core Tools' host name, in the request's scheme",
+        ),
+        pytest.param(
+            {},
+            LOOPBACK_REQUEST,
+            "http://127.0.0.1:7071",
+            id="a loopback request's host, in local development",
+        ),
+        pytest.param({}, FORGED_REQUEST, "", id="nothing: relative URLs"),
+    ],
+)
+def test_the_public_base_url_never_comes_from_a_non_loopback_request(
+    environ: dict[str, str], request_url: str, expected: str
+) -> None:
+    settings = Settings.from_environ({**VALID, **environ})
+
+    assert settings.public_base_url_for(request_url) == expected
