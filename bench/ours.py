@@ -1,5 +1,8 @@
 """Our app, driven as its callers drive it, with its work done by workers.
 
+The functions host and the workers each run in a process of their own
+(`bench.workers`).
+
 Each scenario gets a new `LocalStack` with empty Azurite storage, so no job
 or rate budget from an earlier run is carried over. Timer functions are
 disabled, so the only ones working are the worker processes (and, in
@@ -25,20 +28,21 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from localdev.stack import REPO_ROOT, LocalStack, StackOptions
+from localdev.stack import REPO_ROOT, StackOptions
 
 from .app_client import AppCaller, JobAnswer
 from .callers import START_LEAD_S, Deadline, run_callers
 from .params import BenchParams
 from .scenarios import Scenario
 from .scoring import Reported
-from .workers import worker_processes
+from .workers import HostProcess, host_process, worker_processes
 
 __all__ = ["OursRun", "run_ours", "stack_options"]
 
@@ -100,15 +104,21 @@ class OursRun:
 
 
 def run_ours(
-    stack: LocalStack, scenario: Scenario, params: BenchParams, log_dir: Path
+    scenario: Scenario,
+    params: BenchParams,
+    log_dir: Path,
+    host: HostProcess | None = None,
 ) -> OursRun:
-    """Start the workers, send the scenario's requests, wait for every job."""
-    assert stack.host is not None
-    with worker_processes(scenario.workers, params.ours_cap_s, log_dir):
+    """Start the workers (and, unless `host` is given, a host) on the running
+    stack's settings, send the scenario's requests, wait for every job."""
+    with (
+        host_process(log_dir) if host is None else nullcontext(host) as host,
+        worker_processes(scenario.workers, params.ours_cap_s, log_dir),
+    ):
         deadline = Deadline(params.ours_cap_s + START_LEAD_S)
         caller = AppCaller(
-            stack.host.base_url,
-            stack.host.function_key,
+            host.base_url,
+            host.function_key,
             deadline,
             watch_list=len(scenario.requests) == 1,
         )

@@ -8,6 +8,7 @@ lists our app first.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import time
@@ -80,7 +81,11 @@ def _run_scenario(
     """Baselines first, then our app, whose unfinished work (after a cap)
     could otherwise go on deleting and calling during a baseline's run."""
     rows = tenant_rows(scenario)
-    with LocalStack(stack_options(params, scenario, run_dir)) as stack:
+    # The host runs in a process of its own (`bench.workers`).
+    options = dataclasses.replace(
+        stack_options(params, scenario, run_dir), start_host=False
+    )
+    with LocalStack(options) as stack:
         assert stack.emulator is not None
         emulator = stack.emulator.emulator
         token, _ = stack.signer.issue(
@@ -126,7 +131,7 @@ def _ours(
     run_dir: Path,
 ) -> Row:
     tenant = prepare_tenant(emulator, rows, params)
-    run = run_ours(stack, scenario, params, run_dir)
+    run = run_ours(scenario, params, run_dir)
     extra = {
         "observed_s": round(run.observed_s, 3),
         "last_created_s": round(run.last_created_s, 3),

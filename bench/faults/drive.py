@@ -25,6 +25,7 @@ import requests
 from bench.app_client import FINISHED, KEY_HEADER, ROUTE, AppCaller
 from bench.callers import Deadline, run_callers
 from bench.ours import run_ours
+from bench.workers import HostProcess
 
 from .lab import Lab, bench_scenario
 from .plan import Plan
@@ -76,7 +77,8 @@ def drive(lab: Lab, name: str, plan: Plan, log_dir: Path) -> Drive:
 
 def _send(lab: Lab, name: str, batch: Sequence[tuple[int, ...]], log_dir: Path) -> Sent:
     """`batch` of requests at once through the benchmark's callers."""
-    run = run_ours(lab.stack, bench_scenario(name, tuple(batch)), lab.bench, log_dir)
+    host = HostProcess(lab.base_url, lab.function_key)
+    run = run_ours(bench_scenario(name, tuple(batch)), lab.bench, log_dir, host)
     return Sent(run.started_at, run.wall_s, run.capped, errors=dict(run.errors))
 
 
