@@ -11,6 +11,7 @@ pieces they came from.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -205,22 +206,23 @@ class Worker:
     ) -> float:
         """Seconds to hold a partial batch: until quiet, or the oldest is due.
 
-        Both are measured from when this worker first saw the pieces (see
-        `_Arrivals`); a piece is due at the latest twice `max_linger_s`
-        after its stamp, whoever saw it when.
+        Arrivals are quiet after a pause of `linger_s`, or of twice the
+        longest pause between the waiting pieces' own arrivals if that is
+        longer: a stream that arrives in bursts is not mistaken for one that
+        has ended. Both are measured from when this worker first saw the
+        pieces (see `_Arrivals`).
         """
         now = self._clock()
         seen = self._arrivals.first_seen(waiting, now)
         if size >= MAX_IDS_PER_BATCH or len(pack) >= MAX_PIECES_PER_PACK:
             return 0.0
-        quiet_left = max(seen.values()) + self._linger_s - now
+        arrivals = sorted(seen.values())
+        pauses = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        quiet_s = max(self._linger_s, 2 * max(pauses, default=0.0))
+        quiet_left = arrivals[-1] + quiet_s - now
         if quiet_left <= 0:
             return 0.0
-        oldest_seen = min(seen[p.row_key] for p in pack)
-        oldest_stamp = min(p.created_ms for p in pack) / 1000
-        due = min(
-            oldest_seen + self._max_linger_s, oldest_stamp + 2 * self._max_linger_s
-        )
+        due = min(seen[p.row_key] for p in pack) + self._max_linger_s
         return min(quiet_left, due - now)
 
     def _settle(self, pieces: list[Piece], claim: str) -> bool:

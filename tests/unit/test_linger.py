@@ -89,11 +89,16 @@ def test_lingering_counts_from_when_a_piece_was_first_seen(
     assert linger(worker, [late]) == pytest.approx(LINGER_S)
 
 
-def test_a_piece_is_due_twice_the_longest_linger_after_its_stamp(
+def test_a_burst_with_pauses_is_not_taken_for_its_end(
     worker: Worker, clock: Clock
 ) -> None:
-    stale = piece(0, stamped=clock.now - 2 * MAX_LINGER_S)
-    # Newer arrivals keep the stream busy, which alone would hold the batch.
-    fresh = [piece(n, stamped=clock.now) for n in range(1, 4)]
+    # Requests land in bursts 0.8 s apart: a pause of LINGER_S alone would
+    # send after each burst, but the stream's own pauses show it goes on.
+    waiting = []
+    for n in range(3):
+        waiting.append(piece(n))
+        linger(worker, waiting)
+        clock.now += 0.8
+    clock.now += LINGER_S - 0.8
 
-    assert linger(worker, [stale, *fresh]) == 0.0
+    assert linger(worker, waiting) == pytest.approx(0.6)
