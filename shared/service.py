@@ -92,6 +92,7 @@ class Service:
             budget,
             linger_s=settings.linger_s,
             max_linger_s=settings.max_linger_s,
+            concurrency=settings.concurrency,
         )
         cap = DailyCap(table, partition, settings.max_deletes_per_day)
         is_home = tenant_id == settings.tenant_id

@@ -22,6 +22,7 @@ from .jobs import MAX_IDS_PER_JOB
 __all__ = [
     "DEFAULT_API_URL",
     "DEFAULT_BATCH_DELETE_LIMITS",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_LINGER_S",
     "DEFAULT_LIST_LIMITS",
     "DEFAULT_MAX_LINGER_S",
@@ -45,6 +46,9 @@ DEFAULT_LIST_LIMITS = "100/60s,1500/3600s"
 DEFAULT_SYNC_WAIT_S = 20.0
 DEFAULT_LINGER_S = 1.0
 DEFAULT_MAX_LINGER_S = 10.0
+DEFAULT_CONCURRENCY = 8
+# More calls in flight than one minute's limit allows would only wait.
+MAX_CONCURRENCY = 30
 DEFAULT_MAX_IDS_PER_REQUEST = 5_000
 DEFAULT_MAX_DELETES_PER_DAY = 10_000
 DEFAULT_AUDIT_RETENTION_DAYS = 90
@@ -71,6 +75,7 @@ SETTING_NAMES = frozenset(
         "SYNC_WAIT_SECONDS",
         "BATCH_LINGER_SECONDS",
         "BATCH_MAX_LINGER_SECONDS",
+        "BATCH_CONCURRENCY",
         "MAX_IDS_PER_REQUEST",
         "MAX_DELETES_PER_DAY",
         "AUDIT_RETENTION_DAYS",
@@ -155,6 +160,7 @@ class Settings:
     sync_wait_s: float = DEFAULT_SYNC_WAIT_S
     linger_s: float = DEFAULT_LINGER_S
     max_linger_s: float = DEFAULT_MAX_LINGER_S
+    concurrency: int = DEFAULT_CONCURRENCY
     extra_tenant_ids: tuple[str, ...] = ()
     max_ids_per_request: int = DEFAULT_MAX_IDS_PER_REQUEST
     max_deletes_per_day: int = DEFAULT_MAX_DELETES_PER_DAY
@@ -243,6 +249,9 @@ class Settings:
             ),
             max_linger_s=reader.seconds(
                 "BATCH_MAX_LINGER_SECONDS", DEFAULT_MAX_LINGER_S, _MAX_LINGER_S
+            ),
+            concurrency=reader.count(
+                "BATCH_CONCURRENCY", DEFAULT_CONCURRENCY, maximum=MAX_CONCURRENCY
             ),
             extra_tenant_ids=reader.tenants("DEFENDER_TENANT_IDS"),
             max_ids_per_request=reader.count(

@@ -69,7 +69,7 @@ class Worker:
         client: DefenderClient,
         budget: RateBudget,
         *,
-        concurrency: int = 4,
+        concurrency: int = 8,
         linger_s: float = DEFAULT_LINGER_S,
         max_linger_s: float = DEFAULT_MAX_LINGER_S,
         lease_s: float = LEASE_S,

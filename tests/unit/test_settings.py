@@ -24,6 +24,17 @@ def test_defaults_apply_when_only_required_settings_are_given() -> None:
     assert settings.batch_delete_limits == (RateLimit(30, 60), RateLimit(1500, 3600))
     assert settings.list_limits == (RateLimit(100, 60), RateLimit(1500, 3600))
     assert not settings.disable_instance_discovery
+    assert settings.concurrency == 8
+
+
+@pytest.mark.parametrize("text", ["0", "31", "four", "-1"])
+def test_a_concurrency_outside_one_to_thirty_is_refused(text: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ({**VALID, "BATCH_CONCURRENCY": text})
+
+    assert caught.value.problems == [
+        "BATCH_CONCURRENCY must be a whole number of at least 1 and at most 30"
+    ]
 
 
 def test_every_bad_setting_is_named_in_one_error() -> None:
