@@ -24,6 +24,9 @@ What it supports:
   invocation of a timer at a time; `start()` and `stop()` run the timers.
 - `POST /admin/functions/{name}` runs a timer function now, as on the host.
 - `add_static(path, file)` serves a file anonymously (e.g. an OpenAPI document).
+- Like the Python worker, at most `PYTHON_THREADPOOL_THREAD_COUNT` invocations
+  (default: `min(32, cores + 4)`, the standard thread pool's size) run at
+  once; the others wait for a free thread.
 
 `environ` is used only to resolve `%SETTING%` and `AzureWebJobs.<Name>.Disabled`;
 the functions themselves read `os.environ`, which this module leaves alone.
@@ -97,6 +100,7 @@ DEFAULT_ENTRY_POINT = "main"
 DEFAULT_AUTH_LEVEL = "function"
 DEFAULT_CLI_PORT = 7071
 MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024
+_THREADS_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 TIMER_STOP_TIMEOUT_S = 30.0
 FIRE_TIMER_WAIT_S = 60.0
 KEY_HEADER = "x-functions-key"
@@ -532,6 +536,7 @@ class FunctionsHost:
             (os.environ,) if environ is None else (environ, os.environ)
         )
         self._max_body_bytes = max_body_bytes
+        self._threads = threading.BoundedSemaphore(self._thread_count())
         self._url_map = Map(strict_slashes=False, merge_slashes=False)
         self._handlers: dict[str, _Handler] = {}
         self._functions: dict[str, _Function] = {}
@@ -635,6 +640,14 @@ class FunctionsHost:
         else:
             raise HostError(f"{name}: trigger type {trigger['type']!r} not supported")
         self._functions[name] = function
+
+    def _thread_count(self) -> int:
+        """The worker's thread pool size: the setting, else the default of
+        Python's own thread pool, which the worker uses when it is unset."""
+        values = [s[_THREADS_SETTING] for s in self._settings if _THREADS_SETTING in s]
+        if values and values[0].isdigit() and int(values[0]) > 0:
+            return int(values[0])
+        return min(32, (os.cpu_count() or 1) + 4)
 
     def _is_disabled(self, name: str, config: Mapping[str, Any]) -> bool:
         setting = f"AzureWebJobs.{name}.Disabled"
@@ -776,7 +789,8 @@ class FunctionsHost:
 
         started = time.monotonic()
         try:
-            result = function.entry(**arguments)
+            with self._threads:
+                result = function.entry(**arguments)
             if inspect.isawaitable(result):
                 result = asyncio.run(_await(result))
         except Exception as exc:

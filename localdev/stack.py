@@ -53,6 +53,7 @@ SECRET_NAME = "defender-client-secret"
 DEFENDER_ROLE = "Ti.ReadWrite.All"
 TIMER_SCHEDULE = "0 */1 * * * *"
 CLEANUP_SCHEDULE = "0 0 3 * * *"
+WORKER_THREADS = "32"
 
 
 @dataclass
@@ -147,6 +148,8 @@ class LocalStack:
             "LIST_RATE_LIMITS": self.options.list_limits,
             "BATCH_DELETE_TIMER_SCHEDULE": TIMER_SCHEDULE,
             "CLEANUP_SCHEDULE": CLEANUP_SCHEDULE,
+            # As the deployment template sets it (deploy/azuredeploy.json).
+            "PYTHON_THREADPOOL_THREAD_COUNT": WORKER_THREADS,
             **self.identity.environment(),
             **self.options.settings,
         }

@@ -163,7 +163,7 @@ def _start(service: Service, request: DeleteRequest, call: HttpCall) -> ApiRespo
     if not submission.created:
         return _job_response(service, job, call)
     try:
-        job = service.work_on(job, service.settings.sync_wait_s)
+        job = service.work_on(job, service.settings.sync_wait_s, fresh=True)
         return _job_response(service, job, call)
     except StorageError as exc:
         # The job is stored and carries on once storage is back (any poll or

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from .storage import BACKGROUND, StoragePatience, open_state_table
 from .table_budget import TableBudget
 from .worker import Worker
 
-__all__ = ["Service", "get_service", "resolve_tenant"]
+__all__ = ["Service", "get_service", "max_waiting_callers", "resolve_tenant"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,18 @@ for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.identit
 # How often a caller whose job another thread or process is working on looks
 # at it when not told sooner that it finished.
 _WAIT_STEP_S = 2.0
+_THREADS_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+
+
+def max_waiting_callers() -> int:
+    """Callers of one process that may wait for their jobs at once: half
+    the Python worker's threads (its `PYTHON_THREADPOOL_THREAD_COUNT`, else
+    the standard pool's `min(32, cores + 4)`), so that waiting callers never
+    hold every thread; see `Service.work_on`."""
+    text = os.environ.get(_THREADS_SETTING, "")
+    threads = int(text) if text.isdigit() and int(text) > 0 else None
+    return max(1, (threads or min(32, (os.cpu_count() or 1) + 4)) // 2)
+
 
 _services: dict[tuple[Settings, str, StoragePatience], Service] = {}
 _services_lock = threading.Lock()
@@ -98,30 +111,40 @@ class Service:
         is_home = tenant_id == settings.tenant_id
         return cls(tenant_settings, tenant_id, client, store, worker, cap, is_home)
 
-    def work_on(self, job: Job, seconds: float) -> Job:
+    def work_on(self, job: Job, seconds: float, *, fresh: bool = False) -> Job:
         """Drain pending work until `job` finishes or time runs out.
 
         One thread per process drains at a time; the others wait on their
         jobs, so a burst of requests does not multiply the polling of the
-        state table. Returns the job as last read; raises StorageError when
-        it cannot be read (the work itself rides out storage failures).
+        state table. At most `max_waiting_callers()` callers of a process
+        wait at once: each holds one of the host's threads, and a burst of
+        requests that all waited would hold every one of them while their
+        own jobs could not even be stored. A caller past that is answered at
+        once (a 202 with the status URL); its job is done all the same.
+        A `fresh` job was stored just now, so it is not read back first.
+
+        Returns the job as last read; raises StorageError when it cannot be
+        read (the work itself rides out storage failures).
         """
-        if job.finished:
+        if job.finished or seconds <= 0:
+            return job
+        finished = self._wait_slot(job.id)
+        if finished is None:
             return job
         deadline = time.time() + seconds
-        self.worker.finish_if_settled(job.id)
-        finished = self._waiter(job.id)
-        current = job
         try:
-            while True:
-                current = self.store.get(job.id) or current
-                if current.finished or time.time() >= deadline:
-                    return current
+            current = job
+            if not fresh:
+                self.worker.finish_if_settled(job.id)
+                current = self.store.get(job.id) or job
+            while not current.finished and time.time() < deadline:
                 if not self._drain(job.id, deadline):
                     # Another thread drains, or nothing could be sent now: a
                     # retry waits for its time, or another worker holds the
                     # rest. Looking again at once would only poll the table.
                     finished.wait(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
+                current = self.store.get(job.id) or current
+            return current
         finally:
             with self._waiters_lock:
                 self._waiters.pop(job.id, None)
@@ -138,8 +161,19 @@ class Service:
         finally:
             self._draining.release()
 
-    def _waiter(self, job_id: str) -> threading.Event:
+    @property
+    def waiting_callers(self) -> int:
+        """How many callers of this process wait for their jobs now."""
         with self._waiters_lock:
+            return len(self._waiters)
+
+    def _wait_slot(self, job_id: str) -> threading.Event | None:
+        """The event set when `job_id` finishes in this process, or None
+        when enough callers wait already."""
+        with self._waiters_lock:
+            crowded = len(self._waiters) >= max_waiting_callers()
+            if crowded and job_id not in self._waiters:
+                return None
             return self._waiters.setdefault(job_id, threading.Event())
 
     def _job_finished(self, job_id: str) -> None:

@@ -58,6 +58,7 @@ REQUIRED_APP_ROLES = {
 PLATFORM_SETTINGS = {
     "FUNCTIONS_EXTENSION_VERSION": "the Functions runtime's major version (~4)",
     "FUNCTIONS_WORKER_RUNTIME": "selects the Python language worker",
+    "PYTHON_THREADPOOL_THREAD_COUNT": "the Python worker's threads (waits are I/O)",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "where the host sends logs",
     "AzureWebJobsStorage__accountName": "identity-based host storage, short form",
     "AzureWebJobsStorage__blobServiceUri": "identity-based host storage: blobs",

@@ -3,12 +3,17 @@ the Defender emulator and the identity stand-ins."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
+import azure.functions as func
 import pytest
 
 from localdev.stack import LOCAL_CLIENT_ID, LocalStack
+from shared.service import get_service
+from shared.storage import REQUEST
 
 from .helpers import batch_calls, body_of, get, post
 
@@ -191,3 +196,38 @@ def test_forbidden_ids_are_isolated_and_the_rest_deleted(
     assert {int(f["id"]) for f in output["forbidden"]} == blocked
     assert all(f["code"] == "Forbidden" and f["target"] for f in output["forbidden"])
     assert present_ids(stack) & {int(i["id"]) for i in chosen} == blocked
+
+
+def test_past_the_waiting_callers_a_post_is_answered_at_once(
+    monkeypatch: pytest.MonkeyPatch, stack: LocalStack, tenant: list[dict[str, Any]]
+) -> None:
+    # A worker of two threads: one caller may wait.
+    monkeypatch.setenv("PYTHON_THREADPOOL_THREAD_COUNT", "2")
+    # A service of its own, whose batches linger long enough for the first
+    # caller to be still waiting when the second arrives.
+    monkeypatch.setenv("BATCH_LINGER_SECONDS", "3")
+    first_id, second_id = (int(i["id"]) for i in tenant[:2])
+    answers: list[func.HttpResponse] = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(post({"IndicatorIds": [first_id]}))
+    )
+    waiting.start()
+    service = get_service(patience=REQUEST)
+    while service.waiting_callers == 0:
+        assert waiting.is_alive(), "the first caller did not wait"
+        time.sleep(0.05)
+
+    second = post({"IndicatorIds": [second_id]})
+    waiting.join(30)
+
+    # The second caller is not held: a 202 at once, its job done regardless.
+    assert second.status_code == 202
+    assert second.headers["Location"].endswith(body_of(second)["id"])
+    assert [a.status_code for a in answers] == [200]
+    for _ in range(20):
+        polled = get(body_of(second)["id"])
+        if polled.status_code != 202:
+            break
+    assert polled.status_code == 200
+    assert body_of(polled)["output"]["deleted"] == [str(second_id)]
+    assert not {first_id, second_id} & present_ids(stack)

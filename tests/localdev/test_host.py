@@ -629,3 +629,51 @@ def test_command_line_prints_base_url_and_key_and_serves() -> None:
     assert key_line == f"FUNCTION_KEY={KEY}"
     assert response.status_code == 200
     assert process.returncode == 0
+
+
+OVERLAP = """import threading
+import time
+
+import azure.functions as func
+
+_lock = threading.Lock()
+_running = 0
+_most = 0
+
+
+def main(req: func.HttpRequest) -> func.HttpResponse:
+    global _running, _most
+    with _lock:
+        _running += 1
+        _most = max(_most, _running)
+    time.sleep(0.2)
+    with _lock:
+        _running -= 1
+    return func.HttpResponse(str(_most))
+"""
+
+
+def test_invocations_beyond_the_worker_threads_wait_their_turn(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0"}))
+    name = _make_app(tmp_path, _http_function(), OVERLAP)
+    host = FunctionsHost(
+        tmp_path, function_key=KEY, environ={"PYTHON_THREADPOOL_THREAD_COUNT": "2"}
+    )
+    answers: list[int] = []
+
+    with serve(host.wsgi_app) as server:
+
+        def call() -> None:
+            response = requests.get(f"{server.url}/api/{name}", timeout=10)
+            answers.append(int(response.text))
+
+        callers = [threading.Thread(target=call) for _ in range(6)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(10)
+
+    assert len(answers) == 6
+    assert max(answers) == 2
