@@ -232,7 +232,9 @@ class Worker:
         client waits: the IDs not sent go back to pending, without counting
         an attempt, until it does.
         """
-        ids = [i for p in pieces for i in p.remaining]
+        # Jobs packed together may ask for the same ID: it is sent once, and
+        # its outcome is split back to every piece that holds it.
+        ids = list(dict.fromkeys(i for p in pieces for i in p.remaining))
         outcome = self._settle_absent(pieces, ids)
         absent = set(outcome.not_found)
         ids = [i for i in ids if i not in absent]

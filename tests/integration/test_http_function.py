@@ -12,6 +12,7 @@ import azure.functions as func
 import pytest
 
 from localdev.stack import LOCAL_CLIENT_ID, LocalStack
+from shared.jobs import JobStore
 from shared.service import get_service
 from shared.storage import REQUEST
 
@@ -231,3 +232,25 @@ def test_past_the_waiting_callers_a_post_is_answered_at_once(
     assert polled.status_code == 200
     assert body_of(polled)["output"]["deleted"] == [str(second_id)]
     assert not {first_id, second_id} & present_ids(stack)
+
+
+def test_jobs_packed_together_send_a_shared_id_once(
+    stack: LocalStack, tenant: list[dict[str, Any]], job_store: JobStore
+) -> None:
+    a, b, shared_id = (int(i["id"]) for i in tenant[:3])
+    first, _ = job_store.create([a, shared_id])
+    second, _ = job_store.create([shared_id, b])
+    assert stack.emulator is not None
+    calls_before = len(stack.emulator.emulator.calls())
+
+    get_service().worker.drain(deadline=time.time() + 30)
+
+    sent = batch_calls(stack.emulator.emulator.calls()[calls_before:])
+    assert sent, "the jobs were not sent"
+    for call in sent:
+        assert len(call["indicatorIds"]) == len(set(call["indicatorIds"]))
+    for job in (first, second):
+        (piece,) = job_store.pieces_of(job)
+        assert piece.done
+        assert shared_id in piece.outcome.deleted
+    assert not {a, b, shared_id} & present_ids(stack)
