@@ -23,6 +23,7 @@ from .errors import (
     CredentialError,
     DefenderError,
     DefenderThrottled,
+    Problem,
     RequestError,
     SettingsError,
     StorageError,
@@ -186,14 +187,16 @@ def _status(service: Service, call: HttpCall) -> ApiResponse:
 def _list_jobs(service: Service, call: HttpCall) -> ApiResponse:
     unknown = sorted(set(call.params) - {*JOB_FILTERS, "code"})
     if unknown:
+        problem = f"is not a filter; filters are {', '.join(JOB_FILTERS)}"
         raise RequestError(
             f"unknown query parameter(s) {', '.join(unknown)}; "
-            f"filters are {', '.join(JOB_FILTERS)}"
+            f"filters are {', '.join(JOB_FILTERS)}",
+            problems=[Problem(name, problem) for name in unknown],
         )
     status = call.params.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
-        raise RequestError(
-            f"status must be one of {', '.join(s.value for s in JobStatus)}"
+        raise _bad_param(
+            "status", f"must be one of {', '.join(s.value for s in JobStatus)}"
         )
     since = call.params.get("since")
     if since is not None:
@@ -212,16 +215,23 @@ def _top(text: str | None) -> int:
         return DEFAULT_LISTED_JOBS
     # isdigit() alone accepts digits of other scripts ("²") that int() refuses.
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LISTED_JOBS:
-        raise RequestError(f"top must be a whole number from 1 to {MAX_LISTED_JOBS}")
+        raise _bad_param("top", f"must be a whole number from 1 to {MAX_LISTED_JOBS}")
     return int(text)
+
+
+def _bad_param(name: str, problem: str) -> RequestError:
+    """A 400 for query parameter `name`, naming it as the problem's place."""
+    return RequestError(f"{name} {problem}", problems=[Problem(name, problem)])
 
 
 def _iso_param(name: str, text: str) -> str:
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise RequestError(
-            f"{name} must be an ISO 8601 time such as 2026-12-01T00:00:00Z"
+        raise _bad_param(
+            name,
+            "must be an ISO 8601 time such as 2026-12-01T00:00:00Z (a '+' in "
+            "its offset must be sent as %2B)",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -230,9 +240,7 @@ def _iso_param(name: str, text: str) -> str:
     except OverflowError:
         # 0001-01-01T00:00:00+01:00 would be in year 0 in UTC, which no
         # datetime can hold; likewise just past 9999-12-31 at the other end.
-        raise RequestError(
-            f"{name} must fall within the years 1 to 9999 in UTC"
-        ) from None
+        raise _bad_param(name, "must fall within the years 1 to 9999 in UTC") from None
     return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -112,6 +112,9 @@ class Job:
     reason: str | None = None
     idempotency_key: str | None = None
     audit: dict[str, Any] = field(default_factory=dict)
+    # A digest of what was asked (see `shared.submission`), so that a key
+    # used again for a different request is told apart from a retry.
+    request_hash: str | None = None
     etag: str | None = field(default=None, repr=False)
 
     @property
@@ -168,6 +171,7 @@ class JobStore:
         idempotency_key: str | None = None,
         audit: dict[str, Any] | None = None,
         finished: bool = False,
+        request_hash: str | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job, or return the one its idempotency key made.
 
@@ -189,6 +193,7 @@ class JobStore:
             reason=reason,
             idempotency_key=idempotency_key,
             audit=dict(audit or {}),
+            request_hash=request_hash,
         )
         operations = [("create", self._job_entity(job))]
         if idempotency_key:
@@ -606,6 +611,7 @@ class JobStore:
             "Reason": job.reason,
             "IdempotencyKey": job.idempotency_key,
             "Audit": _audit_json(job.audit),
+            "RequestHash": job.request_hash,
         }
 
     def _key_entity(self, key: str, job_id: str) -> dict[str, Any]:
@@ -700,6 +706,7 @@ def _job_from(entity: Any) -> Job:
         reason=entity.get("Reason"),
         idempotency_key=entity.get("IdempotencyKey"),
         audit=json.loads(entity.get("Audit") or "{}"),
+        request_hash=entity.get("RequestHash"),
         etag=entity.metadata["etag"],
     )
 

@@ -114,14 +114,15 @@ class Service:
     def work_on(self, job: Job, seconds: float, *, fresh: bool = False) -> Job:
         """Drain pending work until `job` finishes or time runs out.
 
-        One thread per process drains at a time; the others wait on their
-        jobs, so a burst of requests does not multiply the polling of the
-        state table. At most `max_waiting_callers()` callers of a process
-        wait at once: each holds one of the host's threads, and a burst of
-        requests that all waited would hold every one of them while their
-        own jobs could not even be stored. A caller past that is answered at
-        once (a 202 with the status URL); its job is done all the same.
-        A `fresh` job was stored just now, so it is not read back first.
+        One background drain per process runs at a time (see `_drain`);
+        callers wait on their jobs, so a burst of requests does not multiply
+        the polling of the state table. At most `max_waiting_callers()`
+        callers of a process wait at once: each holds one of the host's
+        threads, and a burst of requests that all waited would hold every
+        one of them while their own jobs could not even be stored. A caller
+        past that is answered at once (a 202 with the status URL); its job
+        is done all the same. A `fresh` job was stored just now, so it is
+        not read back first.
 
         Returns the job as last read; raises StorageError when it cannot be
         read (the work itself rides out storage failures).
@@ -138,28 +139,37 @@ class Service:
                 self.worker.finish_if_settled(job.id)
                 current = self.store.get(job.id) or job
             while not current.finished and time.time() < deadline:
-                if not self._drain(job.id, deadline):
-                    # Another thread drains, or nothing could be sent now: a
-                    # retry waits for its time, or another worker holds the
-                    # rest. Looking again at once would only poll the table.
-                    finished.wait(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
+                self._drain(job.id, deadline)
+                finished.wait(min(_WAIT_STEP_S, max(0.0, deadline - time.time())))
                 current = self.store.get(job.id) or current
             return current
         finally:
             with self._waiters_lock:
                 self._waiters.pop(job.id, None)
 
-    def _drain(self, job_id: str, deadline: float) -> int:
-        """Batches sent draining until `job_id` finishes; 0 when another
-        thread of this process is draining."""
+    def _drain(self, job_id: str, deadline: float) -> None:
+        """Drain in the background until `job_id` finishes, nothing is left
+        or the deadline passes, unless this process drains already.
+
+        The caller only waits for its job: a Defender call that is slow, or
+        a budget that makes one wait, delays the work but never the answer
+        past the caller's deadline. A call under way when the deadline
+        passes is finished and recorded in the background.
+        """
         if not self._draining.acquire(blocking=False):
-            return 0
-        try:
-            return self.worker.drain(
-                deadline=deadline, done=lambda: self._finished(job_id)
-            )
-        finally:
-            self._draining.release()
+            return
+
+        def drain() -> None:
+            try:
+                self.worker.drain(
+                    deadline=deadline, done=lambda: self._finished(job_id)
+                )
+            except Exception:
+                logger.exception("draining for job %s failed", job_id)
+            finally:
+                self._draining.release()
+
+        threading.Thread(target=drain, name=f"drain-{job_id}", daemon=True).start()
 
     @property
     def waiting_callers(self) -> int:

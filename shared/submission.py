@@ -8,6 +8,8 @@ as a finished job so the audit trail shows it too.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from .jobs import Job
 from .service import Service
 from .values import Resolution, resolve_values
 
-__all__ = ["Submission", "submit"]
+__all__ = ["Submission", "request_hash", "submit"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +56,12 @@ def submit(
 ) -> Submission:
     """Store `request` as a job (or preview it); raises RequestError,
     StorageError and, while resolving values, DefenderError."""
+    fingerprint = request_hash(request)
     if idempotency_key:
         existing = service.store.find_by_key(idempotency_key)
         if existing is not None:
             logger.info("job %s found by its idempotency key", existing.id)
-            return Submission(existing, created=False)
+            return Submission(_same_request(existing, fingerprint), created=False)
 
     resolution = _resolve(service, request)
     ids = list(request.ids)
@@ -67,7 +70,9 @@ def submit(
     check_request_cap(len(ids), service.settings.max_ids_per_request)
     audit = _audit(request, resolution, caller, source)
     if request.dry_run:
-        return _dry_run(service, request, ids, resolution, audit, idempotency_key)
+        return _dry_run(
+            service, request, ids, resolution, audit, idempotency_key, fingerprint
+        )
 
     if ids:
         service.daily_cap.reserve(len(ids))
@@ -78,7 +83,11 @@ def submit(
         idempotency_key=idempotency_key,
         audit=audit,
         finished=not ids,
+        request_hash=fingerprint,
     )
+    if not created:
+        # A twin with the same key was stored first.
+        return Submission(_same_request(job, fingerprint), created=False)
     logger.info(
         "job %s created: %d IDs, requestedBy=%r, reason=%r, incident=%r",
         job.id,
@@ -88,6 +97,36 @@ def submit(
         request.incident_id,
     )
     return Submission(job, created)
+
+
+def request_hash(request: DeleteRequest) -> str:
+    """A digest of what `request` asks to be done: its IDs and values (in
+    any order), the type of its values, and whether it is a dry run. Who
+    asked and why are left out: a retry may word those differently."""
+    asked = {
+        "ids": sorted(set(request.ids)),
+        "values": sorted(set(request.values)),
+        "indicatorType": request.indicator_type,
+        "dryRun": request.dry_run,
+    }
+    canonical = json.dumps(asked, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _same_request(job: Job, fingerprint: str) -> Job:
+    """`job`, found by the request's idempotency key; raises RequestError
+    (409) when the key was first used for a different request, which
+    returning the job would silently leave undone."""
+    if job.request_hash is None or job.request_hash == fingerprint:
+        return job
+    kind = "a dry run" if job.audit.get("dryRun") else "a request"
+    raise RequestError(
+        f"this Idempotency-Key (or requestId) was already used for {kind} "
+        f"with other indicators or options (job {job.id}); a retry must repeat "
+        "the request exactly. Use a new key for a new request",
+        status=409,
+        code="IdempotencyKeyReused",
+    )
 
 
 def _resolve(service: Service, request: DeleteRequest) -> Resolution | None:
@@ -106,6 +145,7 @@ def _dry_run(
     resolution: Resolution | None,
     audit: dict[str, Any],
     key: str | None,
+    fingerprint: str,
 ) -> Submission:
     preview = _preview(service, ids, resolution)
     audit["dryRun"] = True
@@ -117,6 +157,7 @@ def _dry_run(
         idempotency_key=key,
         audit=audit,
         finished=True,
+        request_hash=fingerprint,
     )
     logger.info("dry run %s: %d would be deleted", job.id, audit["wouldDelete"])
     return Submission(job, created, preview)

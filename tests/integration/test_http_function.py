@@ -113,6 +113,49 @@ def test_repeat_with_the_same_idempotency_key_returns_the_same_job(
     assert len(stack.emulator.emulator.calls()) == calls_after_first
 
 
+def test_a_retry_may_reorder_ids_and_reword_its_reason(
+    tenant: list[dict[str, Any]],
+) -> None:
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    ids = [i["id"] for i in tenant[:3]]
+
+    first = body_of(post({"IndicatorIds": ids, "reason": "first try"}, headers=key))
+    again = post({"IndicatorIds": ids[::-1], "reason": "retry"}, headers=key)
+
+    assert again.status_code == 200
+    assert body_of(again)["id"] == first["id"]
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ({"dryRun": True}, {}),
+        ({}, {"extra": True}),
+    ],
+    ids=["a dry run's key reused for a real delete", "a key reused for other IDs"],
+)
+def test_a_key_reused_for_a_different_request_answers_409_and_deletes_nothing(
+    stack: LocalStack,
+    tenant: list[dict[str, Any]],
+    first: dict[str, Any],
+    then: dict[str, Any],
+) -> None:
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    ids = [i["id"] for i in tenant[:2]]
+    extra = tenant[2]["id"]
+    post({"IndicatorIds": ids, **first}, headers=key)
+    left = present_ids(stack)
+
+    body = {"IndicatorIds": [*ids, extra] if then else ids}
+    response = post(body, headers=key)
+
+    assert response.status_code == 409
+    error = body_of(response)["error"]
+    assert error["code"] == "IdempotencyKeyReused"
+    assert "a new key" in error["message"]
+    assert present_ids(stack) == left
+
+
 def test_request_id_field_also_makes_a_repeat_harmless(
     tenant: list[dict[str, Any]],
 ) -> None:
@@ -159,6 +202,25 @@ def test_recent_jobs_are_listed(tenant: list[dict[str, Any]]) -> None:
     listed = body_of(get())["jobs"]
 
     assert job_id in [j["id"] for j in listed]
+
+
+@pytest.mark.parametrize(
+    ("params", "place"),
+    [
+        ({"status": "Done"}, "status"),
+        ({"top": "0"}, "top"),
+        ({"since": "yesterday"}, "since"),
+        ({"foo": "bar"}, "foo"),
+    ],
+)
+def test_a_bad_job_list_filter_is_named_as_the_problems_place(
+    stack: LocalStack, params: dict[str, str], place: str
+) -> None:
+    response = get(params=params)
+
+    assert response.status_code == 400
+    problems = body_of(response)["error"]["problems"]
+    assert [p["where"] for p in problems] == [place]
 
 
 @pytest.mark.parametrize("behaviour", ["none", "found"])
@@ -254,3 +316,32 @@ def test_jobs_packed_together_send_a_shared_id_once(
         assert piece.done
         assert shared_id in piece.outcome.deleted
     assert not {a, b, shared_id} & present_ids(stack)
+
+
+SLOW_CALL_S = 6.0
+
+
+def test_a_slow_defender_delays_the_work_but_not_the_answer(
+    monkeypatch: pytest.MonkeyPatch, stack: LocalStack, tenant: list[dict[str, Any]]
+) -> None:
+    monkeypatch.setenv("SYNC_WAIT_SECONDS", "1")
+    monkeypatch.setenv("BATCH_LINGER_SECONDS", "0")
+    assert stack.emulator is not None
+    stack.emulator.emulator.set_faults(latency_s=SLOW_CALL_S)
+    wanted = int(tenant[0]["id"])
+    try:
+        started = time.monotonic()
+        response = post({"IndicatorIds": [wanted]})
+        answered_after = time.monotonic() - started
+    finally:
+        stack.emulator.emulator.set_faults(latency_s=0.0)
+
+    # Answered at its deadline, while the call it started was still out.
+    assert response.status_code == 202
+    assert answered_after < SLOW_CALL_S
+    for _ in range(20):
+        polled = get(body_of(response)["id"])
+        if polled.status_code != 202:
+            break
+    assert polled.status_code == 200
+    assert body_of(polled)["output"]["deleted"] == [str(wanted)]
