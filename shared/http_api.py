@@ -209,7 +209,8 @@ def _json_object(content_type: str | None, body: bytes) -> dict[str, Any]:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type and media_type not in _JSON_TYPES:
         raise RequestError(
-            f"Content-Type must be application/json, got {media_type!r}", status=415
+            f"Content-Type must be application/json (or text/json), got {media_type!r}",
+            status=415,
         )
     if len(body) > MAX_BODY_BYTES:
         raise RequestError(
