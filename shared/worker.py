@@ -333,12 +333,11 @@ class Worker:
         """Store the batch's outcome; the pieces as stored, or None when
         they could not be (another worker will settle them).
 
-        Defender's answers are only in memory until they are stored, so an
-        outcome that settled IDs is retried while the lease lasts. One that
-        settled none is tried once: if that fails, the pieces only wait out
-        their lease, and the caller is not held up for it.
+        Defender's answers are only in memory until they are stored, and
+        pieces given back unsent would otherwise wait out their lease, so
+        the write is retried while the lease lasts. The work runs beside
+        its caller (see `Service.work_on`), so no caller waits for this.
         """
-        answers = any(part.settled_ids() for part in settled.values())
         backoff = _Backoff(STORAGE_RETRY_BASE_S, STORAGE_RETRY_MAX_S)
         while True:
             try:
@@ -352,13 +351,6 @@ class Worker:
                 )
             except StorageError as exc:
                 delay = backoff.next()
-                if not answers:
-                    logger.warning(
-                        "could not give back %d pieces; they wait for their lease: %s",
-                        len(pieces),
-                        exc,
-                    )
-                    return None
                 if self._clock() + delay > pieces[0].lease_until:
                     logger.error("could not record a batch's outcome: %s", exc)
                     return None
