@@ -145,7 +145,8 @@ def _delete(base_url: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
     total = len({int(i) for i in body["IndicatorIds"]})
     if response.status_code == 202:
         print(f"202 Accepted; polling {response.headers['Location'].split('?')[0]}")
-    with tqdm(total=total, desc="settled", bar_format=_BAR) as bar:
+    # disable=None: no bar when the output is not a terminal (a log, CI).
+    with tqdm(total=total, desc="settled", bar_format=_BAR, disable=None) as bar:
         deadline = time.monotonic() + POLL_TIMEOUT_S
         while response.status_code == 202 and time.monotonic() < deadline:
             status = response.json()
