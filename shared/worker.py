@@ -2,11 +2,14 @@
 
 Several jobs' pieces share one BatchDelete call when they are waiting, so many
 small requests do not each spend one of the 30 calls a minute. A batch smaller
-than 500 IDs is sent once arrivals go quiet (no new piece for `linger_s`) or
-its oldest piece has waited `max_linger_s`, whichever comes first: a lone
+than 500 IDs is sent once arrivals go quiet (no new piece for `linger_s`, or
+for twice the stream's own longest pause) or its oldest piece has waited
+`max_linger_s` since this worker first saw it, whichever comes first: a lone
 request waits only the quiet period, while a burst of small requests fills
-batches instead of spending a call each. Outcomes are split back to the
-pieces they came from.
+batches instead of spending a call each. A batch is chosen only once the
+shared budget has room for its call, so what arrives meanwhile joins it.
+An ID that several pieces hold is sent once, and outcomes are split back to
+the pieces they came from.
 """
 
 from __future__ import annotations
