@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .cleanup_job import run_cleanup
+from .defender import API_BATCH_DELETE
 from .errors import (
     BatchDeleteError,
     CredentialError,
@@ -258,11 +259,23 @@ def _apply_retention(service: Service) -> int:
 
 def _job_response(service: Service, job: Job, call: HttpCall) -> ApiResponse:
     url = _status_url(service, call, job.id)
-    document = status_document(job, service.store.pieces_of(job), url)
+    pieces = service.store.pieces_of(job)
+    throttled_s = 0.0 if job.finished else _throttled_for_s(service)
+    document = status_document(job, pieces, url, throttled_for_s=throttled_s)
     if job.finished:
         return json_response(200, document)
     headers = {"Location": url, "Retry-After": str(RETRY_AFTER_S)}
     return json_response(202, document, headers)
+
+
+def _throttled_for_s(service: Service) -> float:
+    """What is left of a 429's wait on the tenant's calls; 0 when that is
+    unknown (the budget could not be read), as the status is still worth
+    answering."""
+    try:
+        return service.budget.throttled_for_s(API_BATCH_DELETE)
+    except StorageError:
+        return 0.0
 
 
 def _status_url(service: Service, call: HttpCall, job_id: str) -> str:

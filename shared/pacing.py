@@ -78,6 +78,11 @@ class RateBudget(Protocol):
         reserving nothing: a worker looks before it commits to a batch."""
         ...
 
+    def throttled_for_s(self, api: str) -> float:
+        """Seconds left of a wait Defender asked every caller for (a 429's
+        Retry-After); 0 when there is none."""
+        ...
+
 
 def effective_times(
     answered: Iterable[float], in_flight: Iterable[float], now: float
@@ -142,6 +147,10 @@ class InProcessBudget:
     def wait_s(self, api: str) -> float:
         with self._lock:
             return max(0.0, self._wait(api, self._clock()))
+
+    def throttled_for_s(self, api: str) -> float:
+        with self._lock:
+            return max(0.0, self._blocked_until.get(api, 0.0) - self._clock())
 
     def _wait(self, api: str, now: float) -> float:
         times = effective_times(

@@ -68,6 +68,7 @@ class Service:
     store: JobStore
     worker: Worker
     daily_cap: DailyCap
+    budget: TableBudget
     is_home: bool
     _draining: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _waiters: dict[str, threading.Event] = dataclasses.field(default_factory=dict)
@@ -109,7 +110,9 @@ class Service:
         )
         cap = DailyCap(table, partition, settings.max_deletes_per_day)
         is_home = tenant_id == settings.tenant_id
-        return cls(tenant_settings, tenant_id, client, store, worker, cap, is_home)
+        return cls(
+            tenant_settings, tenant_id, client, store, worker, cap, budget, is_home
+        )
 
     def work_on(self, job: Job, seconds: float, *, fresh: bool = False) -> Job:
         """Drain pending work until `job` finishes or time runs out.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +16,17 @@ _REPORTED_AUDIT = ("values", "dryRun")
 
 
 def status_document(
-    job: Job, pieces: Sequence[Piece], status_url: str | None
+    job: Job,
+    pieces: Sequence[Piece],
+    status_url: str | None,
+    *,
+    throttled_for_s: float = 0.0,
 ) -> dict[str, Any]:
-    """The job's status, progress and, once finished, its full report."""
+    """The job's status, progress and, once finished, its full report.
+
+    `throttled_for_s` is what is left of a wait Defender asked every caller
+    for: while an unfinished job waits it out, its last error says so.
+    """
     outcome = BatchOutcome()
     for piece in pieces:
         outcome.merge(piece.outcome)
@@ -25,6 +34,12 @@ def status_document(
     report.extra.update({k: job.audit[k] for k in _REPORTED_AUDIT if k in job.audit})
     counts = report.to_dict()["counts"]
     errors = [p.last_error for p in pieces if p.remaining and p.last_error]
+    if throttled_for_s > 0 and not job.finished:
+        errors.insert(
+            0,
+            "Defender is throttling the tenant (429): no call for another "
+            f"{math.ceil(throttled_for_s)} s",
+        )
     document = job_summary(job)
     document["customStatus"] = {
         **counts,

@@ -95,6 +95,9 @@ class TableBudget:
     def wait_s(self, api: str) -> float:
         return max(0.0, self._wait(api, self._read(api), self._clock()))
 
+    def throttled_for_s(self, api: str) -> float:
+        return max(0.0, self._read(api).blocked_until - self._clock())
+
     def _release(self, slot: Slot, sent: bool) -> None:
         while True:
             state = self._read(slot.api)

@@ -10,8 +10,9 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.data.tables import TableClient
 
-from localdev.stack import LOCAL_CLIENT_ID, LocalStack
+from localdev.stack import LOCAL_CLIENT_ID, LOCAL_TENANT_ID, LocalStack
 from shared.jobs import JobStore
 from shared.service import get_service
 from shared.storage import REQUEST
@@ -345,3 +346,39 @@ def test_a_slow_defender_delays_the_work_but_not_the_answer(
             break
     assert polled.status_code == 200
     assert body_of(polled)["output"]["deleted"] == [str(wanted)]
+
+
+THROTTLED_S = 30
+
+
+def test_a_job_waiting_out_a_429_says_so_in_its_status(
+    monkeypatch: pytest.MonkeyPatch,
+    stack: LocalStack,
+    tenant: list[dict[str, Any]],
+    state_table: TableClient,
+) -> None:
+    monkeypatch.setenv("SYNC_WAIT_SECONDS", "1")
+    monkeypatch.setenv("BATCH_LINGER_SECONDS", "0")
+    assert stack.emulator is not None
+    emulator = stack.emulator.emulator
+    faults_before = emulator.set_faults()
+    emulator.set_faults(force_429=1, retry_after_s=THROTTLED_S)
+    wanted = int(tenant[0]["id"])
+    try:
+        job_id = body_of(post({"IndicatorIds": [wanted]}))["id"]
+        for _ in range(10):
+            polled = body_of(get(job_id))
+            if polled["customStatus"]["lastError"]:
+                break
+        assert "throttling the tenant" in polled["customStatus"]["lastError"]
+        assert polled["output"] is None
+    finally:
+        emulator.configure(faults=faults_before)
+        # The 429 made every caller of the tenant wait; later tests need not.
+        state_table.delete_entity(LOCAL_TENANT_ID.lower(), "budget-batch_delete")
+
+    for _ in range(20):
+        finished = get(job_id)
+        if finished.status_code != 202:
+            break
+    assert body_of(finished)["output"]["deleted"] == [str(wanted)]
