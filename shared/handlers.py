@@ -313,13 +313,15 @@ def _accepted(service: Service, job: Job, call: HttpCall) -> ApiResponse:
 
 
 def _storage_unavailable(message: str) -> ApiResponse:
-    body: dict[str, Any] = {"error": {"code": "StorageUnavailable", "message": message}}
-    return json_response(503, body, {"Retry-After": str(STORAGE_RETRY_AFTER_S)})
+    retry = {"Retry-After": str(STORAGE_RETRY_AFTER_S)}
+    return _failure(503, "StorageUnavailable", message, retry)
 
 
-def _failure(status: int, code: str, message: str) -> ApiResponse:
+def _failure(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> ApiResponse:
     body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    return json_response(status, body)
+    return json_response(status, body, headers)
 
 
 def _upstream_failure(exc: BatchDeleteError) -> ApiResponse:

@@ -31,10 +31,9 @@ from .jobs import MAX_PIECES_PER_PACK, JobStatus, JobStore, Piece
 from .outcomes import restrict
 from .pacing import BudgetExhausted, RateBudget
 from .report import BatchOutcome, Failure
+from .settings import DEFAULT_CONCURRENCY, DEFAULT_LINGER_S, DEFAULT_MAX_LINGER_S
 
 __all__ = [
-    "DEFAULT_LINGER_S",
-    "DEFAULT_MAX_LINGER_S",
     "LEASE_S",
     "MAX_PIECE_ATTEMPTS",
     "Worker",
@@ -43,8 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LEASE_S = 120.0
-DEFAULT_LINGER_S = 1.0
-DEFAULT_MAX_LINGER_S = 10.0
 MAX_PIECE_ATTEMPTS = 5
 RETRY_BASE_S = 2.0
 RETRY_MAX_S = 60.0
@@ -72,7 +69,7 @@ class Worker:
         client: DefenderClient,
         budget: RateBudget,
         *,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         linger_s: float = DEFAULT_LINGER_S,
         max_linger_s: float = DEFAULT_MAX_LINGER_S,
         lease_s: float = LEASE_S,

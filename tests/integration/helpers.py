@@ -48,6 +48,16 @@ def get(
     return BatchDeleteHttp.main(request)
 
 
+def poll_until_done(job_id: str, polls: int = 20) -> func.HttpResponse:
+    """GET the job's status until it is no longer 202, at most `polls`
+    times (each poll works on the job for a few seconds); the last answer."""
+    for _ in range(polls):
+        polled = get(job_id)
+        if polled.status_code != 202:
+            break
+    return polled
+
+
 def tick() -> None:
     BatchDeleteTimer.main(TimerRequest(past_due=False))
 

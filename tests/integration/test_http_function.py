@@ -17,7 +17,7 @@ from shared.jobs import JobStore
 from shared.service import get_service
 from shared.storage import REQUEST
 
-from .helpers import batch_calls, body_of, get, post
+from .helpers import batch_calls, body_of, get, poll_until_done, post
 
 pytestmark = pytest.mark.integration
 
@@ -288,10 +288,7 @@ def test_past_the_waiting_callers_a_post_is_answered_at_once(
     assert second.status_code == 202
     assert second.headers["Location"].endswith(body_of(second)["id"])
     assert [a.status_code for a in answers] == [200]
-    for _ in range(20):
-        polled = get(body_of(second)["id"])
-        if polled.status_code != 202:
-            break
+    polled = poll_until_done(body_of(second)["id"])
     assert polled.status_code == 200
     assert body_of(polled)["output"]["deleted"] == [str(second_id)]
     assert not {first_id, second_id} & present_ids(stack)
@@ -340,10 +337,7 @@ def test_a_slow_defender_delays_the_work_but_not_the_answer(
     # Answered at its deadline, while the call it started was still out.
     assert response.status_code == 202
     assert answered_after < SLOW_CALL_S
-    for _ in range(20):
-        polled = get(body_of(response)["id"])
-        if polled.status_code != 202:
-            break
+    polled = poll_until_done(body_of(response)["id"])
     assert polled.status_code == 200
     assert body_of(polled)["output"]["deleted"] == [str(wanted)]
 
@@ -377,8 +371,5 @@ def test_a_job_waiting_out_a_429_says_so_in_its_status(
         # The 429 made every caller of the tenant wait; later tests need not.
         state_table.delete_entity(LOCAL_TENANT_ID.lower(), "budget-batch_delete")
 
-    for _ in range(20):
-        finished = get(job_id)
-        if finished.status_code != 202:
-            break
+    finished = poll_until_done(job_id)
     assert body_of(finished)["output"]["deleted"] == [str(wanted)]
